@@ -1,0 +1,1 @@
+"""The `realspike` command line: parses options, calls `realspike_cli.core`, prints with rich."""

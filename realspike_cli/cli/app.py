@@ -1,0 +1,63 @@
+"""The Typer application and the entry point that turns every user-fixable error into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from realspike_cli import __version__
+
+app = typer.Typer(
+    name="realspike",
+    help="Train, convert, measure and share Real Spike spiking neural networks (Guo et al., ECCV 2022).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"realspike {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """realspike: Real Spike SNNs — training form with real-valued spikes, inference form with binary spikes."""
+
+
+# Each command lives in its own module and registers itself on `app`.
+from realspike_cli.cli import eval as _eval  # noqa: E402,F401
+from realspike_cli.cli import train as _train  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; bad input exits non-zero with one `error:` line instead of a traceback."""
+    from realspike_cli.cli.render import error
+
+    try:
+        result = app(args=argv, prog_name="realspike", standalone_mode=False)
+    except typer.Abort:
+        error("aborted")
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: bad flag, missing argument, bad value
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        error(f"{exc.format_message()}{hint}")
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        from realspike_cli.core.errors import RealSpikeError
+
+        if not isinstance(exc, RealSpikeError):
+            raise
+        error(str(exc))
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,63 @@
+"""`realspike eval CKPT`: accuracy, loss and per-layer firing rates on the checkpoint's test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from realspike_cli.cli import options as opt
+from realspike_cli.cli.app import app
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Path = opt.CheckpointArg,
+    dataset: str | None = typer.Option(None, "--dataset", help="Data set (default: the checkpoint's)."),
+    data_dir: Path | None = opt.DataDir,
+    download: bool = opt.Download,
+    batch_size: int = opt.BatchSize,
+    device: str = opt.Device,
+    workers: int = opt.Workers,
+    as_json: bool = opt.JsonOut,
+) -> None:
+    """Evaluate a checkpoint (either form): top-1, top-5 (≥ 10 classes), loss and firing rates."""
+    from realspike_cli.cli.render import console, percent, print_json, table
+    from realspike_cli.core.checkpoint import load_checkpoint
+    from realspike_cli.core.datasets import DataOptions, load_dataset
+    from realspike_cli.core.datasets.loaders import BatchStream
+    from realspike_cli.core.evaluate import evaluate
+    from realspike_cli.core.runtime import keep_freed_memory
+    from realspike_cli.core.train import resolve_device
+
+    keep_freed_memory()
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, dev)
+    data = load_dataset(dataset or meta.dataset, DataOptions(data_dir=data_dir, download=download, augment="none",
+                                                           time_steps=meta.spec.time_steps))
+    check_compatible(meta, data.info)
+    result = evaluate(model, BatchStream(data.test, batch_size, shuffle=False, workers=workers), dev)
+    if as_json:
+        print_json({"checkpoint": str(checkpoint), "form": meta.form.value, "dataset": data.info.name,
+                    **result.to_dict()})
+        return
+    s = meta.spec
+    console.print(f"[bold]{checkpoint}[/]: {s.arch}, {meta.form.value} form, T={s.time_steps}, spike={s.spike.value}, "
+                  f"{data.info.name} test set ({result.images:,} images)")
+    console.print(table("accuracy", ["metric", "value"], [
+        ["top-1", percent(result.top1)], ["top-5", percent(result.top5)], ["loss", result.loss]]))
+    rows = [[name, rate] for name, rate in result.firing_rates.items()]
+    console.print(table("firing rate (spikes per neuron per step)", ["layer", "rate"], rows))
+
+
+def check_compatible(meta, info) -> None:
+    """A checkpoint can only be evaluated on data of its input shape and class count."""
+    from realspike_cli.core.errors import DataError
+
+    shape = (meta.spec.in_channels, *meta.spec.input_size)
+    if (info.in_channels, *info.input_size) != shape or info.num_classes != meta.spec.num_classes:
+        raise DataError(
+            f"data set {info.name!r} ({info.in_channels}x{info.input_size[0]}x{info.input_size[1]}, "
+            f"{info.num_classes} classes) does not fit the checkpoint ({shape[0]}x{shape[1]}x{shape[2]}, "
+            f"{meta.spec.num_classes} classes)"
+        )

@@ -1,0 +1,52 @@
+"""Renders the training event stream: a progress bar per epoch and one summary line per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from realspike_cli.cli.render import console, percent
+
+
+def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) -> None:
+    from realspike_cli.core import train as T
+
+    progress = Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task = None
+    with progress:
+        for ev in events:
+            if isinstance(ev, T.RunStarted):
+                where = f"resuming at epoch {ev.start_epoch + 1}, step {ev.start_step}" if ev.start_epoch or ev.start_step else "new run"
+                console.print(
+                    f"[bold]{spec.arch}[/] on {dataset}: T={spec.time_steps}, spike={spec.spike.value}, "
+                    f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, device {ev.device}, {where} → {ev.out_dir}"
+                )
+            elif isinstance(ev, T.EpochStarted):
+                if task is not None:
+                    progress.remove_task(task)
+                task = progress.add_task("train", total=ev.steps, completed=ev.done, epoch=f"{ev.epoch}/{cfg.epochs}", loss=0.0)
+            elif isinstance(ev, T.StepDone):
+                progress.update(task, advance=1, loss=ev.loss)
+            elif isinstance(ev, T.EpochDone):
+                r = ev.record
+                mark = " [green]best[/]" if ev.is_best else ""
+                console.print(
+                    f"epoch {r['epoch']:>3}/{cfg.epochs}: test top-1 {percent(r['test_top1'])}, "
+                    f"loss {r['test_loss']:.4f}, firing rate {r['mean_firing_rate']:.3f}, {r['seconds']:.1f}s{mark}"
+                )
+            elif isinstance(ev, T.Stopped):
+                console.print(f"[yellow]stopped ({ev.reason}) at epoch {ev.epoch + 1}, step {ev.step}[/]; "
+                              f"continue with the same command plus --resume ({ev.resume_path})")
+            elif isinstance(ev, T.Finished):
+                console.print(f"[bold green]done[/]: best test top-1 {percent(ev.best_top1)} at epoch {ev.best_epoch} → {ev.best_path}")

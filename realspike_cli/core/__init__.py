@@ -1,0 +1,1 @@
+"""The PyTorch library behind the `realspike` command; never imports typer or rich."""

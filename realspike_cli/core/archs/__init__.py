@@ -1,0 +1,1 @@
+"""Architectures; each module registers its builders with `@register_arch`."""

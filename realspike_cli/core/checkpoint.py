@@ -1,0 +1,195 @@
+"""Checkpoints: one safetensors file with the weights and JSON metadata that rebuilds the model on its own.
+
+Header: `__metadata__ = {"format": "pt", "realspike": "<JSON>"}` with a `schema` integer checked on read.
+Writes are atomic (temporary file + fsync + rename) and never replace an existing file unless asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from realspike_cli import __version__
+from realspike_cli.core.errors import CheckpointError, RealSpikeError
+from realspike_cli.core.specs import Form, ModelSpec
+
+SCHEMA = 1
+
+
+@dataclass
+class CheckpointMeta:
+    """What a checkpoint says about itself; `spec` rebuilds the architecture, `form` its structure."""
+
+    spec: ModelSpec
+    dataset: str
+    form: Form = Form.TRAIN
+    weight_layout: str = "shared"
+    class_names: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    parent_sha256: str | None = None
+    equivalence: dict[str, Any] | None = None
+    schema: int = SCHEMA
+    versions: dict[str, str] = field(default_factory=dict)
+    created_utc: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "form": Form(self.form).value,
+            "dataset": self.dataset,
+            "model": self.spec.to_dict(),
+            "input_shape": [self.spec.in_channels, *self.spec.input_size],
+            "weight_layout": self.weight_layout,
+            "class_names": list(self.class_names),
+            "metrics": self.metrics,
+            "recipe": self.recipe,
+            "parent_sha256": self.parent_sha256,
+            "equivalence": self.equivalence,
+            "versions": self.versions or {"realspike": __version__, "torch": torch.__version__.split("+")[0]},
+            "created_utc": self.created_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckpointMeta:
+        return cls(
+            spec=ModelSpec.from_dict(d["model"]),
+            dataset=d["dataset"],
+            form=Form(d["form"]),
+            weight_layout=d.get("weight_layout", "shared"),
+            class_names=list(d.get("class_names", [])),
+            metrics=dict(d.get("metrics", {})),
+            recipe=dict(d.get("recipe", {})),
+            parent_sha256=d.get("parent_sha256"),
+            equivalence=d.get("equivalence"),
+            schema=int(d["schema"]),
+            versions=dict(d.get("versions", {})),
+            created_utc=d.get("created_utc", ""),
+        )
+
+
+def atomic_write(path: Path, write: Any, *, overwrite: bool) -> None:
+    """Call `write(tmp_path)` then rename into place, so a crash never leaves a half-written file."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path} already exists; choose another output path or pass --overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, *, overwrite: bool = False) -> Path:
+    """Write `model`'s state_dict and `meta` atomically; refuses to replace a file unless `overwrite`."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    header = {"format": "pt", "realspike": json.dumps(meta.to_dict(), sort_keys=True)}
+    path = Path(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=overwrite)
+    return path
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """Read and validate only the header; clear errors for missing, truncated, foreign or newer files."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error type for every malformed header
+        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
+    if "realspike" not in header:
+        raise CheckpointError(f"{path} is a safetensors file but not a realspike checkpoint (no realspike metadata)")
+    try:
+        raw = json.loads(header["realspike"])
+        schema = int(raw["schema"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} has corrupt realspike metadata") from None
+    if schema > SCHEMA:
+        raise CheckpointError(
+            f"{path} uses checkpoint format {schema}, newer than this realspike reads ({SCHEMA}); upgrade realspike"
+        )
+    try:
+        return CheckpointMeta.from_dict(raw)
+    except RealSpikeError as exc:
+        raise CheckpointError(f"{path} has invalid metadata: {exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} has incomplete metadata (missing {_first_line(exc)})") from None
+
+
+def build_from_meta(meta: CheckpointMeta) -> nn.Module:
+    """The module structure a checkpoint's weights belong to: the only place that maps form -> structure."""
+    from realspike_cli.core.registry import build_model
+
+    torch.manual_seed(0)  # values are overwritten by the weights; seeding only keeps construction quiet
+    model = build_model(meta.spec)
+    if meta.form is Form.INFERENCE:
+        from realspike_cli.core.reparam import to_inference
+
+        model.eval()
+        model = to_inference(model, materialize=meta.weight_layout == "materialized", check_values=False)
+    return model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the model from the file alone and load its weights strictly; returns it in eval mode."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    model = build_from_meta(meta)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(exc)})") from None
+    problem = describe_mismatch(model.state_dict(), state)
+    if problem:
+        raise CheckpointError(f"{path}: weights do not match architecture {meta.spec.arch!r} ({problem})")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), meta
+
+
+def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """The first difference between two state dicts, in words; empty when they line up."""
+    missing = [k for k in expected if k not in found]
+    if missing:
+        return f"{len(missing)} tensor(s) missing, e.g. {missing[0]}"
+    unexpected = [k for k in found if k not in expected]
+    if unexpected:
+        return f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}"
+    for key, tensor in expected.items():
+        if tuple(found[key].shape) != tuple(tensor.shape):
+            return f"{key} has shape {tuple(found[key].shape)}, expected {tuple(tensor.shape)}"
+    return ""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

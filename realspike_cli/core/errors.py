@@ -1,0 +1,40 @@
+"""Errors the library raises for bad input; the CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RealSpikeError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+
+class UnknownNameError(RealSpikeError, KeyError):
+    """A registry lookup (architecture, data set, recipe, zoo entry, ...) found no such name."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
+        self.kind, self.name, self.known = kind, name, known
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class CheckpointError(RealSpikeError):
+    """A checkpoint is missing, truncated, corrupt, foreign, or from a newer format."""
+
+
+class DataError(RealSpikeError):
+    """A data set is missing or malformed."""
+
+
+class ReparamError(RealSpikeError):
+    """A re-parameterization that cannot be exact; names the layer and the reason."""
+
+
+class ConfigError(RealSpikeError):
+    """An option value or combination of options that cannot work."""
