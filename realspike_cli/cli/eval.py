@@ -24,7 +24,7 @@ def eval_command(
     """Evaluate a checkpoint (either form): top-1, top-5 (≥ 10 classes), loss and firing rates."""
     from realspike_cli.cli.render import console, percent, print_json, table
     from realspike_cli.core.checkpoint import load_checkpoint
-    from realspike_cli.core.datasets import DataOptions, load_dataset
+    from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
     from realspike_cli.core.datasets.loaders import BatchStream
     from realspike_cli.core.evaluate import evaluate
     from realspike_cli.core.runtime import keep_freed_memory
@@ -33,19 +33,27 @@ def eval_command(
     keep_freed_memory()
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
-    data = load_dataset(dataset or meta.dataset, DataOptions(data_dir=data_dir, download=download, augment="none",
-                                                           time_steps=meta.spec.time_steps))
-    check_compatible(meta, data.info)
+    check_compatible(meta, dataset_info(dataset or meta.dataset))
+    options = DataOptions(data_dir=data_dir, download=download, augment="none", time_steps=meta.spec.time_steps)
+    data = load_dataset(dataset or meta.dataset, options)
     result = evaluate(model, BatchStream(data.test, batch_size, shuffle=False, workers=workers), dev)
     if as_json:
-        print_json({"checkpoint": str(checkpoint), "form": meta.form.value, "dataset": data.info.name,
-                    **result.to_dict()})
+        print_json(
+            {"checkpoint": str(checkpoint), "form": meta.form.value, "dataset": data.info.name, **result.to_dict()}
+        )
         return
     s = meta.spec
-    console.print(f"[bold]{checkpoint}[/]: {s.arch}, {meta.form.value} form, T={s.time_steps}, spike={s.spike.value}, "
-                  f"{data.info.name} test set ({result.images:,} images)")
-    console.print(table("accuracy", ["metric", "value"], [
-        ["top-1", percent(result.top1)], ["top-5", percent(result.top5)], ["loss", result.loss]]))
+    console.print(
+        f"[bold]{checkpoint}[/]: {s.arch}, {meta.form.value} form, T={s.time_steps}, spike={s.spike.value}, "
+        f"{data.info.name} test set ({result.images:,} images)"
+    )
+    console.print(
+        table(
+            "accuracy",
+            ["metric", "value"],
+            [["top-1", percent(result.top1)], ["top-5", percent(result.top5)], ["loss", result.loss]],
+        )
+    )
     rows = [[name, rate] for name, rate in result.firing_rates.items()]
     console.print(table("firing rate (spikes per neuron per step)", ["layer", "rate"], rows))
 

@@ -16,9 +16,7 @@ from realspike_cli.core.specs import Encoding, ModelSpec
 def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int | None = None) -> nn.Sequential:
     """A bias-free conv followed by BatchNorm (the bias would be absorbed by BN anyway)."""
     pad = kernel // 2 if padding is None else padding
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False), nn.BatchNorm2d(c_out)
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False), nn.BatchNorm2d(c_out))
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -73,7 +73,7 @@ def _stages(
     size: tuple[int, int],
 ) -> tuple[nn.Sequential, int]:
     blocks: list[nn.Module] = []
-    for width, depth, stride in zip(widths, depths, strides):
+    for width, depth, stride in zip(widths, depths, strides, strict=True):
         for i in range(depth):
             s = stride if i == 0 else 1
             if block == "sew":

@@ -15,9 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 class InMemoryDataset(Dataset):
     """uint8 images [N, C, H, W] and int64 labels [N]; normalised to float on access, whole batches at once."""
 
-    def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-    ) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError("InMemoryDataset wants uint8 images [N, C, H, W] and one label per image")
         self.images, self.labels = images, labels
