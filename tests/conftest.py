@@ -25,6 +25,22 @@ def tiny_spec(arch: str, spike: str = "element", time_steps: int = 2, **kwargs) 
     return ModelSpec(**defaults)
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A real run through the CLI on mnist10k (tiny width, T=2, element-wise): stopped after 3 steps with
+    --max-steps, then resumed to the end of its single epoch. Shared by every test that needs a trained model."""
+    from realspike_cli.cli.app import main
+
+    out = tmp_path_factory.mktemp("run")
+    args = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--epochs", "1", "--batch-size", "250"]
+    args += ["--lr", "0.1", "--out", str(out)]
+    for extra in (["--max-steps", "3"], ["--resume"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args + extra)
+        assert exit_info.value.code == 0
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -27,19 +27,9 @@ def assert_one_error_line(code: int, err: str, expected: str, exit_code: int = 1
     assert expected in " ".join(err.split()), err
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A few real training steps through the CLI, stopped and resumed to the end of one epoch."""
-    out = tmp_path_factory.mktemp("run")
-    args = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--epochs", "1", "--batch-size", "500"]
-    args += ["--out", str(out)]
-    with pytest.raises(SystemExit) as first:
-        main(args + ["--max-steps", "3"])
-    assert first.value.code == 0
-    with pytest.raises(SystemExit) as second:
-        main(args + ["--resume"])
-    assert second.value.code == 0
-    return out
+@pytest.fixture
+def trained(trained_run):
+    return trained_run
 
 
 def test_train_then_eval_json(trained, capsys):

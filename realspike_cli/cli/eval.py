@@ -19,9 +19,15 @@ def eval_command(
     batch_size: int = opt.BatchSize,
     device: str = opt.Device,
     workers: int = opt.Workers,
+    compare: Path | None = typer.Option(
+        None, "--compare", help="Another checkpoint (e.g. the training form): both accuracies and prediction agreement."
+    ),
     as_json: bool = opt.JsonOut,
 ) -> None:
-    """Evaluate a checkpoint (either form): top-1, top-5 (≥ 10 classes), loss and firing rates."""
+    """Evaluate a checkpoint (either form): top-1, top-5 (≥ 10 classes), loss and firing rates.
+
+    `realspike eval --compare TRAIN_CKPT INFERENCE_CKPT` evaluates both over the whole test set instead.
+    """
     from realspike_cli.cli.render import console, percent, print_json, table
     from realspike_cli.core.checkpoint import load_checkpoint
     from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
@@ -36,6 +42,9 @@ def eval_command(
     check_compatible(meta, dataset_info(dataset or meta.dataset))
     options = DataOptions(data_dir=data_dir, download=download, augment="none", time_steps=meta.spec.time_steps)
     data = load_dataset(dataset or meta.dataset, options)
+    if compare is not None:
+        _compare(compare, checkpoint, (model, meta), data, batch_size, workers, dev, as_json)
+        return
     result = evaluate(model, BatchStream(data.test, batch_size, shuffle=False, workers=workers), dev)
     if as_json:
         print_json(
@@ -69,3 +78,37 @@ def check_compatible(meta, info) -> None:
             f"{info.num_classes} classes) does not fit the checkpoint ({shape[0]}x{shape[1]}x{shape[2]}, "
             f"{meta.spec.num_classes} classes)"
         )
+
+
+def _compare(first_path, second_path, second, data, batch_size, workers, device, as_json) -> None:
+    """Both checkpoints over the whole test set: accuracy of each and top-1 agreement."""
+    from realspike_cli.cli.render import console, percent, print_json, table
+    from realspike_cli.core.checkpoint import load_checkpoint
+    from realspike_cli.core.conversion import compare_predictions
+    from realspike_cli.core.datasets.loaders import BatchStream
+
+    first_model, first_meta = load_checkpoint(first_path, device)
+    check_compatible(first_meta, data.info)
+    second_model, second_meta = second
+    batches = BatchStream(data.test, batch_size, shuffle=False, workers=workers)
+    c = compare_predictions(first_model, second_model, batches, device)
+    if as_json:
+        print_json(
+            {
+                "dataset": data.info.name,
+                "images": c.images,
+                "agreement": c.agreement,
+                "disagreements": c.disagreements,
+                "checkpoints": [
+                    {"path": str(first_path), "form": first_meta.form.value, "top1": c.top1_a},
+                    {"path": str(second_path), "form": second_meta.form.value, "top1": c.top1_b},
+                ],
+            }
+        )
+        return
+    rows = [
+        [str(first_path), first_meta.form.value, percent(c.top1_a)],
+        [str(second_path), second_meta.form.value, percent(c.top1_b)],
+    ]
+    console.print(table(f"{data.info.name} test set, {c.images:,} images", ["checkpoint", "form", "top-1"], rows))
+    console.print(f"prediction agreement {percent(c.agreement)} ({c.disagreements} of {c.images:,} differ)")

@@ -25,7 +25,8 @@ def print_json(data: Any) -> None:
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        t.add_column(col, justify="left" if i == 0 else "right")
+        numeric = rows and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+        t.add_column(col, justify="right" if i and numeric else "left")
     for row in rows:
         t.add_row(*(fmt(v) for v in row))
     return t

@@ -85,6 +85,7 @@ def atomic_write(path: Path, write: Any, *, overwrite: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
     try:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
@@ -93,6 +94,12 @@ def atomic_write(path: Path, write: Any, *, overwrite: bool) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, *, overwrite: bool = False) -> Path:

@@ -1,0 +1,72 @@
+"""`realspike reparam` and `eval --compare` on a model trained here: 100 % agreement, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from realspike_cli.cli.app import main
+from realspike_cli.core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, read_meta, save_checkpoint
+from realspike_cli.core.registry import build_model
+from tests.conftest import tiny_spec
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize("materialize", [False, True])
+def test_inference_form_agrees_on_every_test_image(trained_run, capsys, materialize):
+    source = trained_run / "best.safetensors"
+    out = trained_run / f"inference-{materialize}.safetensors"
+    flags = ["--materialize"] if materialize else []
+    code, text, err = cli(capsys, "reparam", source, "-o", out, "--json", *flags)
+    assert code == 0, err
+    report = json.loads(text)
+    assert report["spikes_binary"] and report["relative_diff"] < 1e-5 and report["agreement"] == 1.0
+    assert report["layout"] == ("materialized" if materialize else "factorized")
+    meta = read_meta(out)
+    assert meta.form.value == "inference" and meta.parent_sha256 == file_sha256(source)
+    assert meta.equivalence["probe"].endswith("mnist10k test images")
+    code, text, err = cli(capsys, "eval", "--compare", source, out, "--json", "--batch-size", "500")
+    assert code == 0, err
+    result = json.loads(text)
+    assert result["images"] == 2000 and result["agreement"] == 1.0 and result["disagreements"] == 0
+    assert result["checkpoints"][0]["top1"] == result["checkpoints"][1]["top1"]
+
+
+def test_reparam_refuses_what_it_cannot_do(trained_run, capsys, tmp_path):
+    source = trained_run / "best.safetensors"
+    out = tmp_path / "inf.safetensors"
+    code, _, err = cli(capsys, "reparam", source, "-o", out, "--tolerance", "0")
+    assert code == 1 and "above the tolerance" in err and not out.exists()
+    assert cli(capsys, "reparam", source, "-o", out)[0] == 0
+    code, _, err = cli(capsys, "reparam", source, "-o", out)
+    assert code == 1 and "already exists" in err
+    code, _, err = cli(capsys, "reparam", out, "-o", tmp_path / "again.safetensors")
+    assert code == 1 and "already in the inference form" in err
+
+
+def test_reparam_names_the_layer_it_cannot_fold(capsys, tmp_path):
+    spec = tiny_spec("sew_resnet18", "element")
+    path = save_checkpoint(tmp_path / "sew.safetensors", build_model(spec).eval(), CheckpointMeta(spec, "cifar10"))
+    code, _, err = cli(capsys, "reparam", path, "--random")
+    assert code == 1 and "body.0.coeff" in err and "MaxPool2d" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.inference*"))
+
+
+def test_random_probe_when_data_is_missing(capsys, tmp_path):
+    spec = tiny_spec("resnet20", "channel")
+    model = build_model(spec).eval()
+    path = save_checkpoint(tmp_path / "r20.safetensors", model, CheckpointMeta(spec, "cifar10"))
+    code, text, err = cli(capsys, "reparam", path, "--json", "--data-dir", tmp_path / "nowhere")
+    assert code == 0, err
+    assert json.loads(text)["probe"].startswith("random inputs (CIFAR-10 not found")
+    inference, meta = load_checkpoint(tmp_path / "r20.inference.safetensors")
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(inference(x), model(x), rtol=1e-4, atol=1e-5)
