@@ -32,8 +32,12 @@ def root(
 
 
 # Each command lives in its own module and registers itself on `app`.
+from realspike_cli.cli import energy as _energy  # noqa: E402,F401
 from realspike_cli.cli import eval as _eval  # noqa: E402,F401
+from realspike_cli.cli import export as _export  # noqa: E402,F401
+from realspike_cli.cli import reparam as _reparam  # noqa: E402,F401
 from realspike_cli.cli import train as _train  # noqa: E402,F401
+from realspike_cli.cli import zoo as _zoo  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Renders the training event stream: a progress bar per epoch and one summary line per epoch."""
+"""Renders the training event stream: a progress bar per epoch and one summary line per epoch (rank 0 only)."""
 
 from __future__ import annotations
 
@@ -27,15 +27,12 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) ->
     with progress:
         for ev in events:
             if isinstance(ev, T.RunStarted):
-                where = f"resuming at epoch {ev.start_epoch + 1}, step {ev.start_step}" if ev.start_epoch or ev.start_step else "new run"
-                console.print(
-                    f"[bold]{spec.arch}[/] on {dataset}: T={spec.time_steps}, spike={spec.spike.value}, "
-                    f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, device {ev.device}, {where} → {ev.out_dir}"
-                )
+                console.print(_run_header(ev, spec, cfg, dataset))
             elif isinstance(ev, T.EpochStarted):
                 if task is not None:
                     progress.remove_task(task)
-                task = progress.add_task("train", total=ev.steps, completed=ev.done, epoch=f"{ev.epoch}/{cfg.epochs}", loss=0.0)
+                task = progress.add_task("train", total=ev.steps, completed=ev.done,
+                                         epoch=f"{ev.epoch}/{cfg.epochs}", loss=0.0)
             elif isinstance(ev, T.StepDone):
                 progress.update(task, advance=1, loss=ev.loss)
             elif isinstance(ev, T.EpochDone):
@@ -49,4 +46,16 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) ->
                 console.print(f"[yellow]stopped ({ev.reason}) at epoch {ev.epoch + 1}, step {ev.step}[/]; "
                               f"continue with the same command plus --resume ({ev.resume_path})")
             elif isinstance(ev, T.Finished):
-                console.print(f"[bold green]done[/]: best test top-1 {percent(ev.best_top1)} at epoch {ev.best_epoch} → {ev.best_path}")
+                console.print(f"[bold green]done[/]: best test top-1 {percent(ev.best_top1)} at epoch {ev.best_epoch} "
+                              f"→ {ev.best_path}")
+
+
+def _run_header(ev: Any, spec: Any, cfg: Any, dataset: str) -> str:
+    resuming = ev.start_epoch or ev.start_step
+    where = f"resuming at epoch {ev.start_epoch + 1}, step {ev.start_step}" if resuming else "new run"
+    device = f"device {ev.device}"
+    if ev.world_size > 1:  # the loss shown is the mean over ranks; the bar counts each rank's steps
+        device += (f" ×{ev.world_size} processes ({ev.backend}), global batch "
+                   f"{ev.world_size} × {cfg.batch_size} = {ev.world_size * cfg.batch_size}")
+    return (f"[bold]{spec.arch}[/] on {dataset}: T={spec.time_steps}, spike={spec.spike.value}, "
+            f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, {device}, {where} → {ev.out_dir}")

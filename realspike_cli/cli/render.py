@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -14,8 +15,8 @@ errors = Console(stderr=True)
 
 
 def error(message: str) -> None:
-    """One line, no traceback: the user can act on it."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One line, no traceback: the user can act on it (printed verbatim: brackets are not rich markup)."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

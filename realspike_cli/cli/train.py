@@ -1,7 +1,12 @@
-"""`realspike train DATASET`: build the recipe from flags and data set defaults, run core.train.fit, render."""
+"""`realspike train DATASET`: build the recipe from flags and data set defaults, run core.train.fit, render.
+
+Under torchrun every process runs this command; it joins the process group and only rank 0 renders.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,13 @@ def _pick(value: Any, defaults: dict[str, Any], key: str) -> Any:
 
 @app.command()
 def train(
-    dataset: str = typer.Argument("mnist10k", help="Data set name (see docs/datasets.md)."),
+    dataset: str | None = typer.Argument(
+        None, help="Data set name (see docs/datasets.md); default: the recipe's, else mnist10k."
+    ),
+    recipe: str | None = typer.Option(
+        None, "--recipe", help="A named paper recipe (see --list-recipes); other flags override it."
+    ),
+    list_recipes: bool = typer.Option(False, "--list-recipes", help="List the named recipes and exit."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture (default depends on the data set)."),
     t: int | None = typer.Option(None, "--t", min=1, help="Time steps T."),
     spike: str | None = typer.Option(None, "--spike", help="binary, layer, channel or element."),
@@ -26,7 +37,9 @@ def train(
     v_th: float = typer.Option(0.5, "--v-th", help="Firing threshold V_th."),
     width: float = typer.Option(1.0, "--width", min=0.01, help="Channel width multiplier."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Per process: under torchrun the global batch is N × this."
+    ),
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd, adam or adamw."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
     momentum: float | None = typer.Option(None, "--momentum"),
@@ -41,57 +54,138 @@ def train(
     workers: int = opt.Workers,
     data_dir: Path | None = opt.DataDir,
     download: bool = opt.Download,
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default runs/<dataset>-<arch>-t<T>-<spike>)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run directory (default runs/<dataset>-<arch>-t<T>-<spike>)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop (resumably) after N steps."),
     save_every: int = typer.Option(0, "--save-every", min=0, help="Also save resume state every N steps."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA)."),
 ) -> None:
-    """Train a Real Spike SNN; writes best/last checkpoints, metrics.jsonl and resume state."""
-    from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
-    from realspike_cli.core.recipes import dataset_defaults
-    from realspike_cli.core.registry import arch_entry
-    from realspike_cli.core.runtime import keep_freed_memory
-    from realspike_cli.core.specs import ModelSpec, NeuronSpec, TrainConfig
-    from realspike_cli.core.train import RunOptions, fit
+    """Train a Real Spike SNN; writes best/last checkpoints, metrics.jsonl and resume state.
 
-    keep_freed_memory()
-    info = dataset_info(dataset)
-    d = dataset_defaults(dataset)
-    arch = _pick(arch, d, "arch")
-    kind = neuron or arch_entry(arch).default_neuron
+    Multi-GPU / multi-node: launch with torchrun (see docs/distributed.md)."""
+    if list_recipes:
+        _print_recipes()
+        return
+    flags = dict(locals())
+    dataset = flags["dataset"] = _resolve_dataset(dataset, recipe)
+    from realspike_cli.core import distributed as D
+    from realspike_cli.core.datasets import DataOptions, load_dataset
+    from realspike_cli.core.runtime import keep_freed_memory
+    from realspike_cli.core.train import RunOptions, fit, resolve_device
+
+    with _errors_once_per_run(D.env_rank()) as shared:
+        keep_freed_memory()
+        spec, cfg = _spec_and_config(flags)
+        launched = D.launched_by_torchrun()
+        # Checked before joining the group: every rank reaches the same verdict from the same flags.
+        kind = D.device_kind(device) if launched else resolve_device(device).type
+        D.check_sync_bn(sync_bn, launched, kind)
+        out = out or Path("runs") / f"{dataset}-{spec.arch}-t{spec.time_steps}-{spec.spike.value}"
+        options = DataOptions(data_dir=data_dir, download=download, augment=cfg.augment, time_steps=spec.time_steps)
+        run = RunOptions(
+            out_dir=out,
+            device=device,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            max_steps=max_steps,
+            save_every=save_every,
+            sync_bn=sync_bn,
+        )
+        shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
+        with D.distributed(device) as ctx:
+            # Rank 0 first when downloading, so ranks do not race to write the same files.
+            load = lambda: load_dataset(dataset, options)  # noqa: E731
+            data = ctx.main_first(load) if download else load()
+            events = fit(spec, data, cfg, run, ctx)
+            if ctx.is_main:
+                from realspike_cli.cli.progress import render_training
+
+                render_training(events, spec, cfg, dataset)
+            else:
+                for _ in events:  # every rank must take every step
+                    pass
+
+
+def _spec_and_config(f: dict[str, Any]) -> tuple[Any, Any]:
+    """The model spec and training recipe from the command's flags, data set defaults filling the gaps."""
+    from realspike_cli.core.datasets import dataset_info
+    from realspike_cli.core.recipes import dataset_defaults
+    from realspike_cli.core.recipes import recipe as recipe_by_name
+    from realspike_cli.core.registry import arch_entry
+    from realspike_cli.core.specs import ModelSpec, NeuronSpec, TrainConfig
+
+    info = dataset_info(f["dataset"])
+    d = recipe_by_name(f["recipe"]).settings() if f["recipe"] else dataset_defaults(f["dataset"])
+    arch = _pick(f["arch"], d, "arch")
+    kind = f["neuron"] or arch_entry(arch).default_neuron
     spec = ModelSpec(
         arch=arch,
         num_classes=info.num_classes,
         in_channels=info.in_channels,
         input_size=info.input_size,
-        time_steps=_pick(t, d, "time_steps"),
-        spike=_pick(spike, d, "spike"),
-        neuron=NeuronSpec(kind=kind, decay=1.0 if kind == "if" else decay, v_th=v_th),
+        time_steps=_pick(f["t"], d, "time_steps"),
+        spike=_pick(f["spike"], d, "spike"),
+        neuron=NeuronSpec(kind=kind, decay=1.0 if kind == "if" else f["decay"], v_th=f["v_th"]),
         encoding=info.encoding,
-        arch_kwargs={"width": width} if width != 1.0 else {},
+        arch_kwargs={"width": f["width"]} if f["width"] != 1.0 else {},
     )
+    picked = {
+        k: _pick(f[k], d, k)
+        for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
+    }
     cfg = TrainConfig(
-        epochs=_pick(epochs, d, "epochs"),
-        batch_size=_pick(batch_size, d, "batch_size"),
-        optimizer=_pick(optimizer, d, "optimizer"),
-        lr=_pick(lr, d, "lr"),
-        momentum=_pick(momentum, d, "momentum"),
-        weight_decay=_pick(weight_decay, d, "weight_decay"),
-        schedule=_pick(schedule, d, "schedule"),
-        warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing,
-        seed=seed,
-        amp=amp,
-        augment=_pick(augment, d, "augment"),
+        **picked, warmup_epochs=f["warmup_epochs"], label_smoothing=f["label_smoothing"], seed=f["seed"], amp=f["amp"]
     )
-    out = out or Path("runs") / f"{dataset}-{arch}-t{spec.time_steps}-{spec.spike.value}"
-    data_options = DataOptions(data_dir=data_dir, download=download, augment=cfg.augment, time_steps=spec.time_steps)
-    data = load_dataset(dataset, data_options)
-    run = RunOptions(
-        out_dir=out, device=device, workers=workers, resume=resume, overwrite=overwrite,
-        max_steps=max_steps, save_every=save_every,
-    )
-    from realspike_cli.cli.progress import render_training
+    return spec, cfg
 
-    render_training(fit(spec, data, cfg, run), spec, cfg, dataset)
+
+def _resolve_dataset(dataset: str | None, recipe: str | None) -> str:
+    """The positional data set, else the recipe's; a recipe for another data set is an error."""
+    if recipe is None:
+        return dataset or "mnist10k"
+    from realspike_cli.core.errors import ConfigError
+    from realspike_cli.core.recipes import recipe as recipe_by_name
+
+    wanted = recipe_by_name(recipe).dataset
+    if dataset is not None and dataset != wanted:
+        raise ConfigError(f"recipe {recipe!r} is for data set {wanted!r}, not {dataset!r}")
+    return wanted
+
+
+def _print_recipes() -> None:
+    from realspike_cli.cli.render import console, percent, table
+    from realspike_cli.core.recipes import list_recipes
+
+    rows = []
+    for r in list_recipes():
+        s = r.settings()
+        top1 = percent(r.paper_top1) if r.paper_top1 is not None else "not confirmed"
+        rows.append([r.name, r.spike, f"{s['epochs']} × {s['batch_size']} × {r.gpus}", top1])
+    columns = ["recipe", "spike", "epochs × batch × GPUs", "paper top-1"]
+    console.print(table("named recipes (Guo et al. 2022, authors' released hyper-parameters)", columns, rows))
+    console.print("run one with: realspike train --recipe NAME  (flags given as well override the recipe)")
+
+
+@contextmanager
+def _errors_once_per_run(rank: int) -> Iterator[list[bool]]:
+    """User errors every rank hits alike are printed by rank 0 alone; other ranks then exit 1 quietly.
+
+    Alike: anything before the process group exists (the yielded flag), bad option values (ConfigError,
+    UnknownNameError: the same flags everywhere) and errors rank 0 broadcast (`reported_by_rank0`).
+    Any other error may be one rank's own (its GPU, its node's files): that rank reports it, prefixed.
+    """
+    from realspike_cli.core.errors import ConfigError, RealSpikeError, UnknownNameError
+
+    shared = [True]
+    try:
+        yield shared
+    except RealSpikeError as exc:
+        if rank == 0 or str(exc).startswith(f"rank {rank}:"):
+            raise
+        if shared[0] or isinstance(exc, (ConfigError, UnknownNameError)) or getattr(exc, "reported_by_rank0", False):
+            raise SystemExit(1) from None
+        raise RealSpikeError(f"rank {rank}: {exc}") from None

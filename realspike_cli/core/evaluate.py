@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from realspike_cli.core.neuron import LIFNeuron
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from realspike_cli.core.distributed import DistContext
 
 
 @dataclass
@@ -96,7 +102,7 @@ def summarize(sums: dict) -> EvalResult:
     images, correct1, correct5, num_classes = (float(v) for v in sums["counts"])
     n = max(images, 1.0)
     rates = {
-        name: float(s / st) for name, s, st in zip(sums["names"], sums["spikes"], sums["steps"]) if st > 0
+        name: float(s / st) for name, s, st in zip(sums["names"], sums["spikes"], sums["steps"], strict=True) if st > 0
     }
     return EvalResult(
         images=int(images),
@@ -112,3 +118,40 @@ def evaluate(
 ) -> EvalResult:
     """Top-1, top-5 (when there are at least 10 classes), mean loss and firing rate of every neuron layer."""
     return summarize(evaluate_sums(model, batches, device))
+
+
+def reduce_sums(sums: dict, ctx: DistContext) -> dict:
+    """`evaluate_sums` results added up over ranks (the class count is a maximum: a rank may have no images)."""
+    counts = sums["counts"]
+    flat = torch.cat([counts[:3], sums["loss"], sums["spikes"], sums["steps"]])
+    total = ctx.all_reduce(flat)
+    n_spikes = len(sums["spikes"])
+    return {
+        "counts": torch.cat([total[:3], ctx.all_reduce(counts[3:], op="max")]),
+        "loss": total[3:4],
+        "spikes": total[4 : 4 + n_spikes],
+        "steps": total[4 + n_spikes :],
+        "names": sums["names"],
+    }
+
+
+def evaluate_sharded(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    ctx: DistContext | None = None,
+    workers: int = 0,
+) -> EvalResult:
+    """Each rank evaluates its share of `dataset` and all get the totals: every image counts exactly once.
+
+    Call it on every rank with identical weights (the unwrapped model, not the DDP wrapper).
+    """
+    from realspike_cli.core.datasets.loaders import BatchStream
+
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None and ctx.enabled else (0, 1)
+    stream = BatchStream(dataset, batch_size, shuffle=False, rank=rank, world_size=world, even=False, workers=workers)
+    sums = evaluate_sums(model, stream, device)
+    if world > 1:
+        sums = reduce_sums(sums, ctx)  # type: ignore[arg-type]
+    return summarize(sums)

@@ -2,6 +2,7 @@
 
 Every epoch's order and augmentation draws derive from (seed, epoch), and the resume file holds model,
 optimizer, schedule, position and RNG state, so a resumed run ends bit-identical to an uninterrupted one.
+Under torchrun (a `DistContext`) every rank takes every step; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,18 @@ from torch import nn
 from realspike_cli.core.checkpoint import CheckpointMeta, atomic_write, save_checkpoint
 from realspike_cli.core.datasets import DataSplits
 from realspike_cli.core.datasets.loaders import BatchStream
+from realspike_cli.core.distributed import DistContext, check_sync_bn
 from realspike_cli.core.errors import CheckpointError, ConfigError
-from realspike_cli.core.evaluate import EvalResult, evaluate
+from realspike_cli.core.evaluate import EvalResult, evaluate_sharded
+from realspike_cli.core.events import EpochDone, EpochStarted, Finished, RunStarted, StepDone, Stopped
 from realspike_cli.core.neuron import RealSpike
 from realspike_cli.core.registry import build_model
 from realspike_cli.core.specs import ModelSpec, TrainConfig
 
 RESUME_FILE = "resume.pt"
+# Rank r > 0 seeds its own augmentation draws at an offset, so ranks do not crop and flip in lockstep;
+# rank 0 (and a single process) keeps the single-process seeds.
+_RANK_SEED_STRIDE = 7_919_993
 RUN_FILES = ("best.safetensors", "last.safetensors", "metrics.jsonl", RESUME_FILE)
 
 
@@ -42,56 +48,8 @@ class RunOptions:
     overwrite: bool = False
     max_steps: int | None = None
     save_every: int = 0
-    eval_batch_size: int = 256
-
-
-# Events -------------------------------------------------------------------------------------------------
-@dataclass
-class RunStarted:
-    out_dir: Path
-    device: str
-    parameters: int
-    start_epoch: int
-    start_step: int
-    epochs: int
-
-
-@dataclass
-class EpochStarted:
-    epoch: int
-    steps: int
-    done: int
-
-
-@dataclass
-class StepDone:
-    epoch: int
-    step: int
-    loss: float
-
-
-@dataclass
-class EpochDone:
-    epoch: int
-    record: dict[str, Any]
-    is_best: bool
-
-
-@dataclass
-class Stopped:
-    reason: str
-    epoch: int
-    step: int
-    resume_path: Path
-
-
-@dataclass
-class Finished:
-    best_top1: float
-    best_epoch: int
-    best_path: Path
-    last_path: Path
-    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_batch_size: int = 256  # per process
+    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
 
 
 # Factories: names map to constructors, so recipes stay plain data --------------------------------------
@@ -186,12 +144,19 @@ class _StopFlag:
 class _Trainer:
     """Holds one run's state; `run()` is the event generator behind `fit`."""
 
-    def __init__(self, spec: ModelSpec, data: DataSplits, cfg: TrainConfig, opts: RunOptions) -> None:
+    def __init__(
+        self, spec: ModelSpec, data: DataSplits, cfg: TrainConfig, opts: RunOptions, dist: DistContext | None = None
+    ) -> None:
         self.spec, self.data, self.cfg, self.opts = spec, data, cfg, opts
-        self.device = resolve_device(opts.device)
+        self.dist = dist or DistContext()
+        self.device = self.dist.device if self.dist.enabled else resolve_device(opts.device)
+        check_sync_bn(opts.sync_bn, self.dist.enabled, self.device.type)
         self.out = Path(opts.out_dir)
         torch.manual_seed(cfg.seed)
         self.model = build_model(spec).to(self.device)
+        if opts.sync_bn:  # same parameter and buffer names, so checkpoints stay single-process compatible
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.net = self.dist.wrap(self.model)  # forward/backward through DDP; state_dicts from self.model
         self.steps_per_epoch = len(self._stream(0, 0))
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, cfg.epochs * self.steps_per_epoch)
@@ -210,6 +175,8 @@ class _Trainer:
             shuffle=True,
             seed=self.cfg.seed,
             epoch=epoch,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
             start_batch=start,
             workers=self.opts.workers,
             pin_memory=self.device.type == "cuda",
@@ -217,11 +184,20 @@ class _Trainer:
 
     # run directory and resume state --------------------------------------------------------------------
     def prepare_dir(self) -> None:
+        """Rank 0 checks the run directory and reads the resume file; every rank then loads that same state."""
+        state = self.dist.from_main(self._claim_dir)
+        if state is not None:
+            self._apply_resume(state)
+            if self.dist.is_main:
+                self._rewrite_metrics()
+
+    def _claim_dir(self) -> dict[str, Any] | None:
         existing = [f for f in RUN_FILES if (self.out / f).exists()]
+        state = None
         if self.opts.resume:
             if not (self.out / RESUME_FILE).exists():
                 raise CheckpointError(f"nothing to resume: {self.out / RESUME_FILE} does not exist")
-            self._load_resume()
+            state = self._read_resume()
         elif existing and not self.opts.overwrite:
             raise ConfigError(
                 f"run directory {self.out} already holds a run ({', '.join(existing)}); "
@@ -231,8 +207,9 @@ class _Trainer:
             for f in existing:
                 (self.out / f).unlink()
         self.out.mkdir(parents=True, exist_ok=True)
+        return state
 
-    def _resume_state(self) -> dict[str, Any]:
+    def _resume_state(self, rank_rng: list[torch.Tensor]) -> dict[str, Any]:
         return {
             "spec": json.dumps(self.spec.to_dict()),
             "config": json.dumps(self.cfg.to_dict()),
@@ -243,16 +220,22 @@ class _Trainer:
             "scaler": self.scaler.state_dict(),
             "position": [self.epoch, self.step, self.global_step],
             "best": [self.best_top1, self.best_epoch],
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": rank_rng[0],
+            "rank_rng": rank_rng,
+            "world_size": self.dist.world_size,
             "history": json.dumps(self.history),
         }
 
     def save_resume(self) -> Path:
+        """Called on every rank (each one's RNG state is gathered); only rank 0 writes."""
         path = self.out / RESUME_FILE
-        atomic_write(path, lambda tmp: torch.save(self._resume_state(), tmp), overwrite=True)
+        rank_rng = self.dist.gather(torch.get_rng_state())
+        if self.dist.is_main:
+            state = self._resume_state(rank_rng)
+            atomic_write(path, lambda tmp: torch.save(state, tmp), overwrite=True)
         return path
 
-    def _load_resume(self) -> None:
+    def _read_resume(self) -> dict[str, Any]:
         path = self.out / RESUME_FILE
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -262,6 +245,16 @@ class _Trainer:
             raise ConfigError(f"{path} was made for a different model or data set; resume with the same options")
         if json.loads(state["config"]) != self.cfg.to_dict():
             raise ConfigError(f"{path} was made with a different training recipe; resume with the same options")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            # Another process count changes the global batch, the shards and the steps per epoch (the schedule).
+            raise ConfigError(
+                f"{path} was written by a run of {saved_world} process(es); resume it with the same "
+                f"number (this run has {self.dist.world_size})"
+            )
+        return state
+
+    def _apply_resume(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -269,8 +262,8 @@ class _Trainer:
         self.epoch, self.step, self.global_step = (int(v) for v in state["position"])
         self.best_top1, self.best_epoch = float(state["best"][0]), int(state["best"][1])
         self.history = json.loads(state["history"])
-        self._rng_after_resume = state["torch_rng"]
-        self._rewrite_metrics()
+        rank_rng = state.get("rank_rng")
+        self._rng_after_resume = rank_rng[self.dist.rank] if rank_rng else state["torch_rng"]
 
     def _rewrite_metrics(self) -> None:
         """Keep metrics.jsonl consistent with the resume point (a crash may have left a later line)."""
@@ -279,11 +272,11 @@ class _Trainer:
 
     # one epoch -----------------------------------------------------------------------------------------
     def train_steps(self, stop: _StopFlag) -> Iterator[StepDone | Stopped]:
-        self.model.train()
+        self.net.train()
         for x, y in self._stream(self.epoch, self.step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                loss = F.cross_entropy(self.model(x).float(), y, label_smoothing=self.cfg.label_smoothing)
+                loss = F.cross_entropy(self.net(x).float(), y, label_smoothing=self.cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -291,36 +284,51 @@ class _Trainer:
             self.scheduler.step()
             self.step += 1
             self.global_step += 1
-            yield StepDone(self.epoch, self.step, float(loss.detach()))
-            reason = self._stop_reason(stop)
+            mean_loss, interrupted = self._agree(loss, stop)
+            yield StepDone(self.epoch, self.step, mean_loss)
+            reason = self._stop_reason(interrupted)
             if reason:
+                self.dist.sync_buffers(self.model)
                 yield Stopped(reason, self.epoch, self.step, self.save_resume())
                 return
             if self.opts.save_every and self.global_step % self.opts.save_every == 0:
                 self.save_resume()
 
-    def _stop_reason(self, stop: _StopFlag) -> str:
-        if stop.requested:
+    def _agree(self, loss: torch.Tensor, stop: _StopFlag) -> tuple[float, bool]:
+        """The loss averaged over ranks and whether any rank was interrupted: one small all_reduce per step,
+        so a Ctrl-C that reached only some processes still stops every rank after the same step."""
+        status = torch.tensor([float(loss.detach()), float(stop.requested)], dtype=torch.float64)
+        status = self.dist.all_reduce(status)
+        return float(status[0]) / self.dist.world_size, bool(status[1] > 0)
+
+    def _stop_reason(self, interrupted: bool) -> str:
+        if interrupted:
             return "interrupted"
         if self.opts.max_steps is not None and self.global_step >= self.opts.max_steps:
             return "max_steps"
         return ""
 
+    def _epoch_seed(self, epoch: int) -> int:
+        return self.cfg.seed * 1_000_003 + epoch + self.dist.rank * _RANK_SEED_STRIDE
+
     def end_epoch(self, seconds: float) -> EpochDone:
-        test = BatchStream(self.data.test, self.opts.eval_batch_size, shuffle=False, workers=self.opts.workers)
-        result = evaluate(self.model, test, self.device)
+        self.dist.sync_buffers(self.model)
+        result = evaluate_sharded(
+            self.model, self.data.test, self.opts.eval_batch_size, self.device, self.dist, self.opts.workers
+        )  # every rank gets the totals, so `is_best` agrees
         record = self._record(result, seconds)
         is_best = result.top1 > self.best_top1
         if is_best:
             self.best_top1, self.best_epoch = result.top1, self.epoch
         self.history.append(record)
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        self._save_weights("last.safetensors", result)
-        if is_best:
-            self._save_weights("best.safetensors", result)
+        if self.dist.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self._save_weights("last.safetensors", result)
+            if is_best:
+                self._save_weights("best.safetensors", result)
         self.epoch, self.step = self.epoch + 1, 0
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
+        torch.manual_seed(self._epoch_seed(self.epoch))
         self.save_resume()
         return EpochDone(record["epoch"], record, is_best)
 
@@ -336,28 +344,48 @@ class _Trainer:
         }
 
     def _save_weights(self, name: str, result: EvalResult) -> None:
+        recipe = {
+            "command": recipe_command(self.data.info.name, self.spec, self.cfg),
+            "train": self.cfg.to_dict(),
+            "epochs_completed": self.epoch + 1,
+        }
+        if self.dist.world_size > 1:  # batch_size is per process: the global batch needs the process count
+            recipe["command"] = recipe["command"].replace(
+                "realspike train", f"torchrun --nproc-per-node {self.dist.world_size} -m realspike_cli train", 1
+            )
+            recipe["world_size"] = self.dist.world_size
+            recipe["global_batch_size"] = self.dist.world_size * self.cfg.batch_size
         meta = CheckpointMeta(
             spec=self.spec,
             dataset=self.data.info.name,
             class_names=list(getattr(self.data.train, "classes", []) or []),
-            metrics={"test_top1": result.top1, "test_top5": result.top5, "test_loss": result.loss,
-                     "epoch": self.epoch + 1},
-            recipe={
-                "command": recipe_command(self.data.info.name, self.spec, self.cfg),
-                "train": self.cfg.to_dict(),
-                "epochs_completed": self.epoch + 1,
+            metrics={
+                "test_top1": result.top1,
+                "test_top5": result.top5,
+                "test_loss": result.loss,
+                "epoch": self.epoch + 1,
             },
+            recipe=recipe,
         )
         save_checkpoint(self.out / name, self.model, meta, overwrite=True)
 
     def run(self) -> Iterator[Any]:
         self.prepare_dir()
         params = sum(p.numel() for p in self.model.parameters())
-        yield RunStarted(self.out, str(self.device), params, self.epoch, self.step, self.cfg.epochs)
+        yield RunStarted(
+            self.out,
+            str(self.device),
+            params,
+            self.epoch,
+            self.step,
+            self.cfg.epochs,
+            self.dist.world_size,
+            self.dist.backend,
+        )
         if getattr(self, "_rng_after_resume", None) is not None:
             torch.set_rng_state(self._rng_after_resume)
         elif self.epoch == 0 and self.step == 0:
-            torch.manual_seed(self.cfg.seed * 1_000_003)
+            torch.manual_seed(self._epoch_seed(0))
         with _StopFlag() as stop:
             while self.epoch < self.cfg.epochs:
                 yield EpochStarted(self.epoch + 1, self.steps_per_epoch, self.step)
@@ -368,11 +396,17 @@ class _Trainer:
                         return
                 yield self.end_epoch(time.perf_counter() - started)
         out = self.out
-        yield Finished(self.best_top1, self.best_epoch + 1, out / "best.safetensors", out / "last.safetensors",
-                       self.history)
+        yield Finished(
+            self.best_top1, self.best_epoch + 1, out / "best.safetensors", out / "last.safetensors", self.history
+        )
 
 
-def fit(spec: ModelSpec, data: DataSplits, cfg: TrainConfig, opts: RunOptions) -> Iterator[Any]:
+def fit(
+    spec: ModelSpec, data: DataSplits, cfg: TrainConfig, opts: RunOptions, dist: DistContext | None = None
+) -> Iterator[Any]:
     """Train `spec` on `data` with `cfg`, yielding RunStarted, EpochStarted, StepDone, EpochDone, then
-    Finished (or Stopped, after saving an exact resume point, on Ctrl-C or `max_steps`)."""
-    return _Trainer(spec, data, cfg, opts).run()
+    Finished (or Stopped, after saving an exact resume point, on Ctrl-C or `max_steps`).
+
+    With `dist` (from `core.distributed`, under torchrun) every rank must call this and consume every
+    event; `cfg.batch_size` is then per process and only rank 0 writes files."""
+    return _Trainer(spec, data, cfg, opts, dist).run()

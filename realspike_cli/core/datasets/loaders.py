@@ -87,7 +87,7 @@ class BatchStream:
         self.indices = order[self.start_batch * batch_size :]
         self.dataset, self.batch_size = dataset, batch_size
         self.workers, self.pin_memory = workers, pin_memory
-        self.seed, self.epoch = seed, epoch
+        self.seed, self.epoch, self.rank = seed, epoch, rank
 
     def __len__(self) -> int:
         return self.total_batches - self.start_batch
@@ -97,8 +97,9 @@ class BatchStream:
             for chunk in self.indices.split(self.batch_size):
                 yield self.dataset.batch(chunk)
             return
-        # Worker seeds derive from this generator, so augmentation draws repeat for the same (seed, epoch).
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 17)
+        # Worker seeds derive from this generator: augmentation draws repeat for the same (seed, epoch, rank)
+        # and differ between ranks.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 17 + 1_000_003 * self.rank)
         loader = DataLoader(
             self.dataset,
             batch_size=self.batch_size,
