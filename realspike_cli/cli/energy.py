@@ -1,0 +1,233 @@
+"""`realspike energy CKPT`: spikes, synaptic operations (AC/MAC), energy and weights per layer, per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from realspike_cli.cli import options as opt
+from realspike_cli.cli.app import app
+
+NOT_COUNTED = (
+    "not counted: memory access, neuron updates (leak, threshold, reset), biases, pooling additions and the "
+    "average over time steps (docs/energy.md)"
+)
+
+
+@app.command("energy")
+def energy_command(
+    checkpoint: Path = opt.CheckpointArg,
+    dataset: str | None = typer.Option(None, "--dataset", help="Data set to measure on (default: the checkpoint's)."),
+    data_dir: Path | None = opt.DataDir,
+    batches: int = typer.Option(4, "--batches", help="Number of test-set batches to measure on."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    random_inputs: bool = typer.Option(False, "--random", help="Random inputs of the checkpoint's input shape."),
+    profile: str = typer.Option(
+        "45nm", "--profile", help="Energy per operation: 45nm, 45nm-fp16, 45nm-int32, 45nm-int8, or a TOML/JSON file."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the full report as JSON to PATH ('-': stdout)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a per-layer energy bar chart to this PNG."),
+    device: str = opt.Device,
+) -> None:
+    """Count spikes, accumulates (AC) and multiply-accumulates (MAC) per image on real inputs, and their energy.
+
+    A training-form checkpoint is also converted to its inference form, and both are shown side by side,
+    next to the same network run as an ANN.
+    """
+    from realspike_cli.cli.render import console, print_json
+    from realspike_cli.core.checkpoint import load_checkpoint
+    from realspike_cli.core.energy import EnergyReport, ann_cost, count_forms
+    from realspike_cli.core.energy_profiles import resolve_profile
+    from realspike_cli.core.errors import ConfigError
+    from realspike_cli.core.train import resolve_device
+
+    if batches < 1:
+        raise ConfigError(f"--batches must be at least 1, got {batches}")
+    energy_profile = resolve_profile(profile)
+    if plot is not None:
+        _require_matplotlib()
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, dev)
+    inputs, described = _inputs(meta, dataset, data_dir, batches, batch_size, random_inputs)
+    models, ann_model, notes = _forms(model, meta)
+    with console.status("measuring spikes and counting operations"):
+        forms = count_forms(models, inputs)
+        ann_macs, ann_acs = ann_cost(ann_model, inputs[0][:1])
+    described["batches"] = len(inputs)
+    report = EnergyReport(energy_profile, forms, ann_macs, ann_acs, described)
+    data = {"checkpoint": str(checkpoint), "model": meta.spec.to_dict(), "form": meta.form.value,
+            **report.to_dict(), "notes": [*notes, NOT_COUNTED]}
+    if json_path is not None and str(json_path) == "-":
+        print_json(data)
+    else:
+        _render(report, meta, checkpoint, notes)
+        if json_path is not None:
+            json_path.write_text(_dumps(data))
+            console.print(f"[bold green]wrote[/] {json_path}")
+    if plot is not None:
+        _plot(report, plot)
+        if json_path is None or str(json_path) != "-":
+            console.print(f"[bold green]wrote[/] {plot}")
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def _require_matplotlib() -> None:
+    from realspike_cli.core.errors import ConfigError
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'realspike[plot]'") from None
+
+
+def _inputs(meta, dataset, data_dir, batches, batch_size, random_inputs) -> tuple[list, dict[str, Any]]:
+    """The first `batches` test batches of the data set (or random inputs of the checkpoint's shape)."""
+    import itertools
+
+    import torch
+
+    s = meta.spec
+    if random_inputs:
+        g = torch.Generator().manual_seed(0)
+        if s.encoding.value == "frames":  # sparse event frames, [B, T, C, H, W]
+            shape = (batch_size, s.time_steps, s.in_channels, *s.input_size)
+            xs = [(torch.rand(shape, generator=g) < 0.1).float() for _ in range(batches)]
+        else:
+            xs = [torch.randn(batch_size, s.in_channels, *s.input_size, generator=g) for _ in range(batches)]
+        return xs, {"source": "random", "images": batches * batch_size}
+    from realspike_cli.cli.eval import check_compatible
+    from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
+    from realspike_cli.core.datasets.loaders import BatchStream
+
+    name = dataset or meta.dataset
+    check_compatible(meta, dataset_info(name))
+    data = load_dataset(name, DataOptions(data_dir=data_dir, augment="none", time_steps=s.time_steps))
+    stream = BatchStream(data.test, batch_size, shuffle=False)
+    xs = [x for x, _ in itertools.islice(stream, batches)]
+    return xs, {"source": f"{name} test set", "images": sum(len(x) for x in xs)}
+
+
+def _forms(model, meta) -> tuple[dict[str, Any], Any, list[str]]:
+    """float64 copies of each form to measure (so rounding cannot flip a spike between them) and the
+    training-form structure the ANN baseline is counted on."""
+    import copy
+
+    from realspike_cli.core.errors import ReparamError
+    from realspike_cli.core.registry import build_model
+    from realspike_cli.core.reparam import to_inference
+    from realspike_cli.core.specs import Form
+
+    notes = ["measured in float64, so threshold rounding cannot flip a spike between forms"]
+    if meta.spec.encoding.value == "direct":
+        notes.append("direct encoding: the stem (first conv + BN) runs once per image and its output is repeated "
+                     "over the T steps, so its MACs are counted once, as the model computes them")
+    if meta.form is Form.INFERENCE:
+        ann = build_model(meta.spec).to(next(model.parameters()).device).eval()
+        return {"inference": copy.deepcopy(model).double().eval()}, ann, notes
+    train = copy.deepcopy(model).double().eval()
+    try:
+        return {"train": train, "inference": to_inference(train)}, train, notes
+    except ReparamError as exc:
+        return {"train": train}, train, [*notes, f"no inference form: {exc}"]
+
+
+def _count(value: float) -> int:
+    return int(round(value))
+
+
+def _render(report, meta, checkpoint: Path, notes: list[str]) -> None:
+    from realspike_cli.cli.render import console, table
+
+    s, p, forms = meta.spec, report.profile, report.forms
+    names = [f.form for f in forms]
+    console.print(
+        f"[bold]{_plain(str(checkpoint))}[/]: {s.arch}, {meta.form.value} form, T={s.time_steps}, "
+        f"spike={s.spike.value}; {report.inputs['source']}, {report.inputs['images']:,} images; profile "
+        f"[bold]{_plain(p.name)}[/]: E_MAC = {p.e_mac_pj:g} pJ, E_AC = {p.e_ac_pj:g} pJ "
+        f"({_plain(p.source or 'no source given')})",
+        highlight=False,
+    )
+    spikes = [{n.name: n for n in f.neurons} for f in forms]
+    rows = [[n.name, n.neurons, n.time_steps, n.rate, *(_count(by[n.name].spikes) for by in spikes)]
+            for n in forms[0].neurons]
+    console.print(table("neurons, per image", ["layer", "neurons", "T", "rate", *(f"spikes ({f})" for f in names)],
+                        rows))
+    for f in forms:
+        rows = [[x.name, x.input, None if x.input in ("analog", "elements") else _count(x.events), _count(x.acs),
+                 _count(x.macs), x.energy_pj(p) / 1e3] for x in f.layers]
+        console.print(table(f"synaptic operations per image, {f.form} form",
+                            ["layer", "input", "events", "AC", "MAC", "nJ"], rows))
+    weights = [[x.name, x.kind, _count(x.ann_macs), x.shared_weights, x.unshared_weights]
+               for x in _union(forms) if x.input != "elements"]
+    console.print(table("per layer: ANN MACs and synaptic weights", ["layer", "op", "ANN MAC", "shared", "unshared"],
+                        weights))
+    console.print(table("totals per image", ["", *names, "ANN"], _total_rows(report)))
+    for note in [*notes, NOT_COUNTED]:
+        console.print(f"[dim]{note}[/]")
+
+
+def _plain(text: str) -> str:
+    """User text shown verbatim in a line that uses rich markup."""
+    return text.replace("[", "\\[")
+
+
+def _union(forms) -> list:
+    """Every layer once (the latest form's record where several have it), in first-seen order."""
+    latest = {x.name: x for f in forms for x in f.layers}
+    return [latest[name] for name in dict.fromkeys(x.name for f in forms for x in f.layers)]
+
+
+def _total_rows(report) -> list[list[Any]]:
+    ann_energy = report.ann_energy_pj
+    totals = [f.totals(report.profile, ann_energy) for f in report.forms]
+
+    def row(label: str, key: str, ann: Any = None, scale: float = 1.0, integer: bool = True) -> list[Any]:
+        values = [(_count(t[key] * scale) if integer else t[key] * scale) for t in totals]
+        return [label, *values, ann]
+
+    return [
+        row("spikes", "spikes"),
+        row("synaptic events", "events"),
+        row("ACs", "acs", _count(report.ann_acs)),
+        row("MACs", "macs", _count(report.ann_macs)),
+        row("  MACs on analog input (stem, BN)", "macs_on_analog_inputs"),
+        row("energy (µJ)", "energy_uj", ann_energy * 1e-6, integer=False),
+        row("energy / ANN energy", "ann_ratio", 1.0, integer=False),
+        row("stored parameters", "parameters"),
+        row("weights, shared kernels", "weights_shared"),
+        row("weights, unshared", "weights_unshared"),
+        row("weights this form needs", "weights_needed"),
+    ]
+
+
+def _plot(report, path: Path) -> None:
+    """Energy per layer (nJ, log scale): one bar per form, and the ANN."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = report.profile
+    layers = _union(report.forms)
+    names = [x.name for x in layers]
+    series = {f.form: {x.name: x.energy_pj(p) / 1e3 for x in f.layers} for f in report.forms}
+    series["ANN"] = {x.name: (p.e_mac_pj * x.ann_macs + p.e_ac_pj * x.ann_acs) / 1e3 for x in layers}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names)), 4.5))
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(names))]
+        ax.bar(xs, [values.get(n, 0.0) for n in names], width, label=label)
+    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"energy per image (nJ, {p.name})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,295 @@
+"""`realspike energy`: every count equals a hand computation on tiny networks with known spikes; a trained
+mnist10k model is measured on real test images in both forms; bad input is one error line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from realspike_cli.cli.app import main
+from realspike_cli.core.energy import ann_cost, count_forms
+from realspike_cli.core.energy_profiles import load_profile_file, resolve_profile
+from realspike_cli.core.errors import ConfigError
+from realspike_cli.core.neuron import LIFNeuron, RealSpike
+from realspike_cli.core.reparam import to_inference
+from realspike_cli.core.specs import NeuronSpec, Spike
+
+T = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These tensors are tiny: extra intra-op threads only add synchronisation, which costs ~10x on a busy
+    shared machine (measured: 29 s vs 3 s for the training fixture)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Probe(nn.Module):
+    """spikes = neuron(x repeated T times) → path → layer. An input of 1 fires at every step (hard reset to 0,
+    threshold 0.5), an input of 0 never: the spike pattern is exactly the input's ones, T times."""
+
+    def __init__(self, layer: nn.Module, path: tuple[nn.Module, ...] = (), coeff: RealSpike | None = None) -> None:
+        super().__init__()
+        self.neuron = LIFNeuron(NeuronSpec(), T)
+        self.coeff, self.path, self.layer = coeff, nn.Sequential(*path), layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spikes = self.neuron(torch.cat([x] * T))
+        if self.coeff is not None:
+            spikes = self.coeff(spikes)
+        return self.layer(self.path(spikes))
+
+
+def ones_at(shape: tuple[int, ...], *where: tuple[int, ...]) -> torch.Tensor:
+    x = torch.zeros(1, *shape)
+    for idx in where:
+        x[(0, *idx)] = 1.0
+    return x
+
+
+def measure(model: nn.Module, x: torch.Tensor):
+    (form,) = count_forms({"m": model.eval()}, [x])
+    return form
+
+
+def layer(form, name: str):
+    return next(x for x in form.layers if x.name == name)
+
+
+# Per-axis reach, worked by hand: 3×3 pad 1 stride 1 on 5: [2, 3, 3, 3, 2] (corner 2·2, edge 2·3, inside 3·3);
+# 3×3 pad 1 stride 2 on 5 -> 3 outputs reading rows {-1..1}, {1..3}, {3..5}: [1, 2, 1, 2, 1];
+# 3×3 pad 0 on 5 -> 3 outputs: [1, 2, 3, 2, 1].
+CONV_CASES = [
+    # conv, input [C, H, W], spiking positions, ACs per step
+    (nn.Conv2d(2, 3, 3, 1, 1), (2, 5, 5), [(0, 0, 0), (1, 0, 2), (0, 2, 2)], 3 * (2 * 2) + 3 * (2 * 3) + 3 * (3 * 3)),
+    (nn.Conv2d(2, 3, 3, 2, 1), (2, 5, 5), [(0, 1, 3), (0, 0, 0), (1, 2, 4)], 3 * (2 * 2) + 3 * (1 * 1) + 3 * (1 * 1)),
+    (nn.Conv2d(2, 3, 3, 1, 0), (2, 5, 5), [(0, 0, 0), (1, 2, 2), (0, 1, 3)], 3 * 1 + 3 * 9 + 3 * (2 * 2)),
+    # groups 2: a spike reaches out_channels/groups = 3 channels of its own group
+    (nn.Conv2d(4, 6, 3, 1, 1, groups=2), (4, 5, 5), [(2, 2, 2), (3, 4, 4)], 3 * 9 + 3 * 4),
+    # 1×1 stride 2 on 5: only even rows/columns are read; odd ones reach nothing
+    (nn.Conv2d(2, 4, 1, 2, 0), (2, 5, 5), [(0, 0, 0), (1, 1, 1), (0, 4, 2)], 4 + 0 + 4),
+]
+
+
+@pytest.mark.parametrize("conv, shape, where, per_step", CONV_CASES)
+def test_conv_fanout_by_hand(conv, shape, where, per_step):
+    form = measure(Probe(conv), ones_at(shape, *where))
+    (neuron,) = form.neurons
+    assert neuron.spikes == T * len(where) and neuron.rate == len(where) / neuron.neurons
+    c = layer(form, "layer")
+    assert (c.input, c.events, c.acs, c.macs) == ("spikes", T * len(where), T * per_step, 0)
+
+
+def test_pooling_is_part_of_the_synaptic_map():
+    # 6×6 -avgpool 2-> 3×3 -conv 3×3 pad 1, 3 out: pooled rows reach [2, 3, 2], so rows 0-1 reach 2, 2-3 reach 3
+    form = measure(Probe(nn.Conv2d(2, 3, 3, 1, 1), (nn.AvgPool2d(2),)), ones_at((2, 6, 6), (0, 0, 1), (1, 2, 3)))
+    assert layer(form, "layer").acs == T * (3 * 2 * 2 + 3 * 3 * 3)
+    # 5×5 -avgpool 2 (floor)-> 2×2: row/column 4 is never read, so a spike there costs nothing
+    form = measure(Probe(nn.Conv2d(2, 3, 3, 1, 1), (nn.AvgPool2d(2),)), ones_at((2, 5, 5), (0, 4, 4), (0, 0, 0)))
+    assert layer(form, "layer").acs == T * 3 * 2 * 2
+    # overlapping 3×3/1 pool then 3×3 pad 1 conv on 5×5: a corner spike reaches pooled rows {0, 1}, then conv
+    # rows {0, 1, 2}: 3 × 3 positions × 3 channels (distinct targets, not paths)
+    form = measure(Probe(nn.Conv2d(1, 3, 3, 1, 1), (nn.AvgPool2d(3, 1, 1),)), ones_at((1, 5, 5), (0, 0, 0)))
+    assert layer(form, "layer").acs == T * 3 * 3 * 3
+
+
+def test_max_pooled_spikes_are_the_events():
+    # two spikes in one 2×2 window become one event, which reaches 4 channels of a 1×1 conv
+    form = measure(Probe(nn.Conv2d(1, 4, 1), (nn.MaxPool2d(2),)), ones_at((1, 4, 4), (0, 0, 0), (0, 1, 1), (0, 3, 3)))
+    c = layer(form, "layer")
+    assert form.neurons[0].spikes == T * 3 and (c.events, c.acs) == (T * 2, T * 2 * 4)
+
+
+@pytest.mark.parametrize(
+    "path, features",
+    [((nn.Flatten(),), 2 * 3 * 3), ((nn.AdaptiveAvgPool2d(1), nn.Flatten()), 2), ((nn.AvgPool2d(2), nn.Flatten()), 2)],
+)
+def test_linear_fanout_is_out_features(path, features):
+    # 3×3 -avgpool 2-> 1×1 reads rows/columns 0-1 only: the spike at (2, 2) reaches nothing there
+    form = measure(Probe(nn.Linear(features, 5), path), ones_at((2, 3, 3), (0, 0, 0), (1, 1, 2), (1, 2, 2)))
+    reached = 1 if isinstance(path[0], nn.AvgPool2d) else 3
+    assert layer(form, "layer").acs == T * 5 * reached
+
+
+class Residual(nn.Module):
+    """o1 = n1(x); n2(conv(o1) + o1): the shortcut is an identity synapse into n2."""
+
+    def __init__(self, coeff: bool) -> None:
+        super().__init__()
+        self.n1, self.n2 = LIFNeuron(NeuronSpec(), T), LIFNeuron(NeuronSpec(), T)
+        self.coeff = RealSpike(Spike.ELEMENT, (2, 4, 4)) if coeff else None
+        self.conv = nn.Conv2d(2, 2, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.n1(torch.cat([x] * T))
+        if self.coeff is not None:
+            o = self.coeff(o)
+        return self.n2(self.conv(o) + o)
+
+
+def test_residual_add_is_one_ac_per_spike_and_coefficients_make_macs():
+    x = ones_at((2, 4, 4), (0, 1, 1), (1, 0, 3))  # inside: 9 positions × 2; corner: 4 × 2
+    form = measure(Residual(coeff=False), x)
+    assert (layer(form, "conv").acs, layer(form, "n2 (identity)").acs) == (T * (18 + 8), T * 2)
+    model = Residual(coeff=True).eval()
+    with torch.no_grad():
+        model.coeff.a.uniform_(0.5, 1.5)
+    train, inference = count_forms({"train": model, "inference": to_inference(model)}, [x])
+    # training form: a·o needs a multiply per synapse; inference form: the same count, additions only
+    assert (layer(train, "conv").macs, layer(train, "n2 (identity)").macs) == (T * 26, T * 2)
+    assert layer(train, "conv").input == "a·spikes" and layer(train, "conv").acs == 0
+    assert (layer(inference, "conv").acs, layer(inference, "n2 (identity)").acs) == (T * 26, T * 2)
+    assert layer(inference, "conv").macs == 0 and layer(inference, "conv").kind == "conv (factorized)"
+
+
+class Stem(nn.Module):
+    """Direct encoding: conv + BN on the image once, repeated over T, then a neuron."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 2, 3, 1, 1, bias=False), nn.BatchNorm2d(2)
+        self.neuron = LIFNeuron(NeuronSpec(), T)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neuron(torch.cat([self.bn(self.conv(x))] * T))
+
+
+def test_first_layer_macs_are_counted_once_and_bn_per_element():
+    form = measure(Stem(), torch.randn(3, 1, 4, 4))
+    # 3×3 pad 1 on 4: per-axis reach [2, 3, 3, 2] = 10, so 10·10 synapses per output channel, once per image
+    assert (layer(form, "conv").input, layer(form, "conv").macs) == ("analog", 2 * 10 * 10)
+    assert (layer(form, "bn").input, layer(form, "bn").macs) == ("elements", 2 * 4 * 4)
+    assert ann_cost(Stem(), torch.randn(1, 1, 4, 4)) == (2 * 10 * 10, 0)
+
+
+def test_unshared_weights_equal_the_materialized_kernels():
+    """Without padding every per-position kernel tap is a real synapse: the analytic count is the size of
+    the explicit locally connected weights that `to_inference(materialize=True)` builds."""
+    model = Probe(nn.Conv2d(2, 3, 3, 1, 0), coeff=RealSpike(Spike.ELEMENT, (2, 6, 6))).eval()
+    x = ones_at((2, 6, 6), (0, 0, 0))
+    materialized = to_inference(model, materialize=True)
+    (form,) = count_forms({"train": model}, [x])
+    c = layer(form, "layer")
+    assert c.unshared_weights == 4 * 4 * (2 * 3 * 3) * 3 == materialized.layer.branches[0].weight.numel()
+    assert c.shared_weights == 2 * 3 * 3 * 3 and c.unshared_needed
+
+
+def test_profile_files(tmp_path):
+    assert resolve_profile("45nm").e_mac_pj == 4.6 and resolve_profile("45nm").e_ac_pj == 0.9
+    (tmp_path / "p.json").write_text(json.dumps({"name": "mine", "e_mac_pj": 2, "e_ac_pj": 0.5, "source": "me"}))
+    (tmp_path / "p.toml").write_text('name = "mine"\ne_mac_pj = 2.0\ne_ac_pj = 0.5\n')
+    for f in ("p.json", "p.toml"):
+        p = load_profile_file(tmp_path / f)
+        assert (p.name, p.e_mac_pj, p.e_ac_pj) == ("mine", 2.0, 0.5)
+    (tmp_path / "bad.toml").write_text('name = "x"\ne_mac_pj = -1\ne_ac_pj = 1\n')
+    with pytest.raises(ConfigError, match="e_mac_pj must be a positive number"):
+        resolve_profile(str(tmp_path / "bad.toml"))
+
+
+# --- a trained model, through the CLI ------------------------------------------------------------------------
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """20 real training steps (one epoch of 500 mnist10k digits, width 0.25, T = 2, element-wise a)."""
+    from realspike_cli.core.datasets import DataSplits, load_dataset
+    from realspike_cli.core.datasets.loaders import InMemoryDataset
+    from realspike_cli.core.specs import TrainConfig
+    from realspike_cli.core.train import RunOptions, fit
+    from tests.conftest import tiny_spec
+
+    data = load_dataset("mnist10k")
+
+    def head(d: InMemoryDataset, n: int) -> InMemoryDataset:
+        return InMemoryDataset(d.images[:n], d.labels[:n], d.mean.flatten().tolist(), d.std.flatten().tolist())
+
+    out = tmp_path_factory.mktemp("mnist")
+    cfg = TrainConfig(epochs=1, batch_size=25, lr=0.05, seed=0, augment="none", amp=False)
+    spec = tiny_spec("small_convnet", "element", time_steps=T)
+    list(fit(spec, DataSplits(data.info, head(data.train, 500), head(data.test, 100)), cfg,
+             RunOptions(out_dir=out, device="cpu")))
+    return out / "last.safetensors"
+
+
+def test_trained_mnist10k_both_forms(trained, capsys, tmp_path):
+    has_plot = importlib.util.find_spec("matplotlib") is not None  # optional: realspike[plot]
+    plot = ["--plot", str(tmp_path / "e.png")] if has_plot else []
+    code, out, err = cli(capsys, "energy", str(trained), "--batches", "2", "--batch-size", "40",
+                         "--json", str(tmp_path / "e.json"), *plot)
+    assert code == 0, err
+    assert "totals per image" in out and "inference form" in out
+    assert not has_plot or (tmp_path / "e.png").stat().st_size > 0
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["inputs"] == {"source": "mnist10k test set", "images": 80, "batches": 2}
+    train, inference = report["forms"]["train"], report["forms"]["inference"]
+    spikes = [{n["name"]: n["spikes"] for n in f["neurons"]} for f in (train, inference)]
+    assert spikes[0] == spikes[1] and all(v > 0 for v in spikes[0].values())
+    # inference form: binary spikes everywhere, so the only multiplies are the stem's, on the image
+    assert [x["name"] for x in inference["layers"] if x["macs"] > 0] == ["stem.0"]
+    # training form: the same synaptic counts, but every a·o is a multiply (and BN is computed)
+    by_name = {x["name"]: x for x in train["layers"]}
+    for x in inference["layers"]:
+        if x["input"] == "spikes":
+            assert by_name[x["name"]]["input"] == "a·spikes" and by_name[x["name"]]["macs"] == x["acs"] > 0
+    t = inference["totals"]
+    assert t["energy_pj"] == pytest.approx(4.6 * t["macs"] + 0.9 * t["acs"])
+    assert t["ann_ratio"] == pytest.approx(t["energy_pj"] / report["ann"]["energy_pj"])
+    assert t["ann_ratio"] < train["totals"]["ann_ratio"]
+    assert t["weights_unshared"] > 10 * t["weights_shared"] and t["weights_needed"] == t["weights_unshared"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["energy", "missing.safetensors"], "checkpoint not found: missing.safetensors"),
+        (["energy", "missing.safetensors", "--profile", "45mn"], "did you mean '45nm'"),
+        (["energy", "missing.safetensors", "--batches", "0"], "--batches must be at least 1, got 0"),
+        (["energy", "missing.safetensors", "--profile", "nowhere.json"], "energy profile file not found"),
+    ],
+)
+def test_bad_input_is_one_error_line(capsys, argv, expected):
+    code, _, err = cli(capsys, *argv)
+    assert_one_error_line(code, err, expected)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name = 'x'\ne_mac_pj = [", "not valid TOML"),
+        ("name = 'x'\ne_mac_pj = 1.0\n", "missing 'e_ac_pj'"),
+        ("name = 'x'\ne_mac_pj = 1.0\ne_ac_pj = 'cheap'\n", "e_ac_pj must be a positive number"),
+        ("name = 'x'\ne_mac_pj = 1.0\ne_ac_pj = 1.0\ne_mac = 3\n", "unknown key 'e_mac'"),
+    ],
+)
+def test_malformed_profile_file(capsys, tmp_path, text, expected):
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    code, _, err = cli(capsys, "energy", "missing.safetensors", "--profile", str(path))
+    assert_one_error_line(code, err, expected)
+
+
+def test_plot_without_matplotlib(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if it were not installed
+    code, _, err = cli(capsys, "energy", "missing.safetensors", "--plot", "e.png")
+    assert_one_error_line(code, err, "--plot needs matplotlib: pip install 'realspike[plot]'")
+
+
+def assert_one_error_line(code: int, err: str, expected: str) -> None:
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines[0].startswith("error:") and expected in " ".join(err.split()), err
