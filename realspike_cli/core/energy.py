@@ -79,7 +79,12 @@ class FormCount:
     def totals(self, p: EnergyProfile, ann_energy_pj: float) -> dict[str, float]:
         energy = sum(layer.energy_pj(p) for layer in self.layers)
         analog = sum(layer.macs for layer in self.layers if layer.input in ("analog", "elements"))
-        needed = sum(x.unshared_weights if x.unshared_needed else x.shared_weights for x in self.layers)
+        # The training form multiplies a·o through shared kernels; binary spikes through fixed weights (the
+        # inference form, however it is stored) need one weight per synapse where a varies by position.
+        needed = sum(
+            x.unshared_weights if x.unshared_needed and self.form != "train" else x.shared_weights
+            for x in self.layers
+        )
         return {
             "spikes": sum(n.spikes for n in self.neurons), "events": self.total("events"),
             "acs": self.total("acs"), "macs": self.total("macs"), "macs_on_analog_inputs": analog,
