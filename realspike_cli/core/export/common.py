@@ -1,0 +1,142 @@
+"""Shared pieces of every exporter: the inference form to export, its time-unrolled twin, probes and checks."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint
+from realspike_cli.core.errors import RealSpikeError
+from realspike_cli.core.neuron import LIFNeuron
+from realspike_cli.core.specs import Form, NeuronSpec
+
+
+class ExportError(RealSpikeError):
+    """A model that a format cannot express, a missing optional package, or a failed validation."""
+
+
+@dataclass
+class ExportOptions:
+    """Knobs shared by the exporters; each reads the ones it needs."""
+
+    tolerance: float = 1e-4  # max relative logit difference between the export and PyTorch
+    probe_images: int = 32
+    data_dir: Path | None = None
+    random_probe: bool = False
+    dt: float = 1e-4  # NIR: the time step the discrete neurons are written for (snnTorch assumes 1e-4)
+    max_dense_weights: int = 50_000_000  # NIR: element-wise models go out as dense Affine up to this size
+    opset: int | None = None  # ONNX opset; None lets the exporter choose
+    onnx_exporter: str = "torchscript"  # or "dynamo" (torch.export-based; ~10x slower on a small CPU)
+    pooling: str = "avg"  # NIR: average pools as AvgPool2d (snnTorch reads it) or SumPool2d (Norse reads it)
+
+    def __post_init__(self) -> None:
+        choices = {"pooling": ("avg", "sum"), "onnx_exporter": ("torchscript", "dynamo")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ExportError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r} "
+                                  f"(choose from: {', '.join(allowed)})")
+
+
+@dataclass
+class ExportResult:
+    """What an exporter wrote and how it checked it."""
+
+    format: str
+    output: Path
+    source_form: str
+    probe: str
+    checks: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "output": str(self.output), "source_form": self.source_form,
+                "probe": self.probe, "checks": self.checks, "notes": self.notes}
+
+
+def require(module: str, fmt: str) -> Any:
+    """Import an optional dependency or fail with the one line that says how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise ExportError(
+            f"--format {fmt} needs the optional package {package!r}: pip install 'realspike[export]'"
+        ) from None
+
+
+def load_inference(path: Path) -> tuple[nn.Module, CheckpointMeta]:
+    """The checkpoint's inference form (re-parameterizing a training-form checkpoint first), float32, eval."""
+    from realspike_cli.core.reparam import to_inference
+
+    model, meta = load_checkpoint(path)
+    if meta.form is Form.TRAIN:
+        model = to_inference(model)
+    return model.float().eval(), meta
+
+
+class StepLIF(nn.Module):
+    """LIFNeuron's forward written as plain tensor ops, one step at a time, so exporters can trace it.
+
+    Same arithmetic, in the same order, as the eager kernel: h_0 = x_0, h_t = x_t + decay·u_{t−1} with
+    u = h·[h < v_th]; the spike is [h ≥ v_th]. The time loop is unrolled into the exported graph.
+    """
+
+    def __init__(self, spec: NeuronSpec, time_steps: int) -> None:
+        super().__init__()
+        self.decay, self.v_th, self.time_steps = float(spec.decay), float(spec.v_th), time_steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spikes = []
+        leak = None
+        for x_t in x.unflatten(0, (self.time_steps, -1)).unbind(0):
+            h = x_t if leak is None else x_t + leak
+            fired = h >= self.v_th
+            spikes.append(fired.to(x.dtype))
+            leak = (h * self.decay).masked_fill(fired, 0.0)  # no zeros_like: it would trace a fixed batch
+        return torch.cat(spikes, 0)
+
+
+def unrolled(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every LIFNeuron replaced by its traceable StepLIF twin."""
+    twin = copy.deepcopy(model).eval()
+    for name, m in list(twin.named_modules()):
+        if isinstance(m, LIFNeuron):
+            parent, _, leaf = name.rpartition(".")
+            setattr(twin.get_submodule(parent) if parent else twin, leaf, StepLIF(m.spec, m.time_steps))
+    if isinstance(twin, torch.fx.GraphModule):
+        twin.recompile()
+    return twin
+
+
+def sample_input(meta: CheckpointMeta, batch: int) -> torch.Tensor:
+    s = meta.spec
+    frames = (s.time_steps,) if s.encoding.value == "frames" else ()
+    return torch.zeros(batch, *frames, s.in_channels, *s.input_size)
+
+
+def compare_logits(reference: torch.Tensor, got: torch.Tensor) -> dict[str, float]:
+    """max |Δ|, the logit scale, the relative difference and top-1 agreement."""
+    reference, got = reference.double(), got.double()
+    diff, scale = float((reference - got).abs().max()), float(reference.abs().max())
+    agreement = float((reference.argmax(-1) == got.argmax(-1)).double().mean())
+    return {"max_abs_diff": diff, "logit_scale": scale, "relative_diff": diff / max(scale, 1e-30),
+            "agreement": agreement}
+
+
+def refuse_if_different(fmt: str, checks: dict[str, float], tolerance: float, how: str) -> None:
+    if not checks["relative_diff"] <= tolerance:  # also catches NaN
+        raise ExportError(
+            f"{fmt} export differs from PyTorch by {checks['relative_diff']:.2e} (relative, {how}), above the "
+            f"tolerance {tolerance:.0e}; nothing written"
+        )
+
+
+def short(probe_text: str) -> str:
+    """'random inputs (CIFAR-10 not found in ...)' -> 'random inputs', for one-line messages."""
+    return probe_text.split(" (")[0]

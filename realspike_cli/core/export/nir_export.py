@@ -1,0 +1,92 @@
+"""NIR (Neuromorphic Intermediate Representation): the inference form as a NIR graph, checked by running the
+written file in a reference simulator that follows the NIR definitions (nir_sim)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from realspike_cli.core.export.common import (
+    ExportError,
+    compare_logits,
+    refuse_if_different,
+    require,
+    sample_input,
+    short,
+)
+from realspike_cli.core.export.nir_build import build_graph
+from realspike_cli.core.export.nir_sim import simulate
+from realspike_cli.core.export.registry import ExportJob, register_exporter
+from realspike_cli.core.neuron import LIFNeuron
+
+
+@register_exporter(
+    "nir", suffix=".nir", requires=("nir",),
+    description="NIR graph (snnTorch, Norse, Sinabs, Lava...): LIF/IF nodes, conv/affine/pool/flatten; "
+    "element-wise models as dense Affine maps; run one step per time step and average the Output node",
+)
+def export_nir(job: ExportJob) -> dict[str, Any]:
+    nir = require("nir", "nir")
+    options, spec = job.options, job.meta.spec
+    if not isinstance(job.model, fx.GraphModule):
+        raise ExportError("NIR export needs the inference form as a torch.fx GraphModule (reparam.to_inference)")
+    graph, mode = build_graph(job.model, spec, sample_input(job.meta, 1), dt=options.dt, pooling=options.pooling,
+                              max_dense_weights=options.max_dense_weights)
+    nir.write(str(job.path), graph)
+    written = nir.read(str(job.path))
+    probe = job.probe.double()  # float64 on both sides: a float32 rounding flip is not a mapping error
+    logits, counts = simulate(written, time_major(probe, spec), options.dt)
+    reference, ref_counts = run_with_spike_counts(copy.deepcopy(job.model).double(), probe)
+    checks = compare_logits(reference, logits.mean(0))
+    refuse_if_different("NIR", checks, options.tolerance, f"reference NIR simulation on {short(job.probe_text)}")
+    differ = sum(float((counts[name] - ref_counts[name]).abs().sum()) for name in ref_counts)
+    total = sum(float(c.sum()) for c in ref_counts.values())
+    job.notes.extend(reader_notes(spec, options.dt, options.pooling, mode))
+    return {**checks, "mode": mode, "nodes": len(written.nodes), "edges": len(written.edges), "dt": options.dt,
+            "pooling": options.pooling, "spikes": int(total), "spike_count_diff": int(differ), "nir": nir.__version__}
+
+
+def reader_notes(spec, dt: float, pooling: str, mode: str) -> list[str]:
+    """What a user loading this file into snnTorch or Norse needs to know (docs/export.md has the details)."""
+    notes = ["NIR fires on v > v_threshold, realspike on v >= V_th (differs only exactly at the threshold)"]
+    if spec.neuron.decay >= 1.0:
+        notes.append("IF neurons: read them with Norse (snnTorch's importer treats IF as a leaky neuron)")
+    elif dt != 1e-4:
+        notes.append(f"written for dt={dt:g}: snnTorch's importer assumes dt=1e-4; pass dt to Norse")
+    notes.append("AvgPool2d nodes: snnTorch reads them, Norse does not (--nir-pooling sum)" if pooling == "avg"
+                 else "SumPool2d nodes: Norse reads them, snnTorch does not (--nir-pooling avg)")
+    if mode == "dense":
+        notes.append("element-wise synapses are written as dense Affine maps between flat neuron populations")
+    return notes
+
+
+def time_major(x: torch.Tensor, spec) -> torch.Tensor:
+    """[T, B, C, H, W]: the image repeated (direct encoding) or the frames in time order."""
+    if spec.encoding.value == "frames":
+        return x.transpose(0, 1)
+    return x.unsqueeze(0).expand(spec.time_steps, *x.shape)
+
+
+def run_with_spike_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits and each LIFNeuron's spike count per sample (summed over time and neurons)."""
+    counts: dict[str, torch.Tensor] = {}
+
+    def hook(name: str, steps: int):
+        def count(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            counts[name] = out.unflatten(0, (steps, -1)).flatten(2).sum((0, 2)).double()
+
+        return count
+
+    handles = [m.register_forward_hook(hook(n, m.time_steps)) for n, m in model.named_modules()
+               if isinstance(m, LIFNeuron)]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, counts

@@ -1,0 +1,336 @@
+"""`realspike export`: ONNX (onnxruntime), NIR (reference simulator, snnTorch and Norse) and torch.export files
+match PyTorch; what a format cannot express, and every bad input, is one clear error."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from realspike_cli.cli.app import main
+from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from realspike_cli.core.errors import ReparamError
+from realspike_cli.core.export import ExportError, ExportOptions, export_checkpoint
+from realspike_cli.core.export.common import load_inference
+from realspike_cli.core.export.nir_export import run_with_spike_counts
+from realspike_cli.core.neuron import RealSpike
+from realspike_cli.core.registry import arch_entry, build_model, list_archs
+from realspike_cli.core.reparam import to_inference
+from realspike_cli.core.specs import ModelSpec, NeuronSpec
+
+nir = pytest.importorskip("nir")
+SETTINGS = ["binary", "layer", "channel", "element"]
+MNIST_IMAGES = 200  # third-party simulators run on this many mnist10k test images
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small convs on a shared 2-core machine run up to 10x slower with 2 threads than with 1.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_spec(arch: str, spike: str, *, size: int | None = None, channels: int = 3, kind: str | None = None,
+              width: float | None = None, encoding: str = "direct") -> ModelSpec:
+    small = arch == "small_convnet"
+    size = size or (28 if small else 32)
+    neuron = NeuronSpec(kind=kind or arch_entry(arch).default_neuron)
+    width = width or (0.25 if small else 0.0625)
+    return ModelSpec(arch, 10, 1 if small else channels, (size, size), 2, spike=spike, neuron=neuron,
+                     encoding=encoding, arch_kwargs={"width": width})
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """BatchNorm statistics and coefficients that keep every layer firing (a ~ U(0.2, 1.5))."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.3, 0.3, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+                m.weight.uniform_(0.6, 1.4, generator=g)
+                m.bias.uniform_(0.0, 0.6, generator=g)
+            if isinstance(m, RealSpike):
+                m.a.uniform_(0.2, 1.5, generator=g)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """Checkpoint factory: a randomized training-form model saved once per (arch, setting, options)."""
+    folder, made = tmp_path_factory.mktemp("ckpt"), {}
+
+    def make(arch: str, spike: str, dataset: str = "none", **kw):
+        key = (arch, spike, dataset, tuple(sorted(kw.items())))
+        if key not in made:
+            torch.manual_seed(0)
+            spec = make_spec(arch, spike, **kw)
+            path = folder / f"{arch}-{spike}-{len(made)}.safetensors"
+            save_checkpoint(path, randomize(build_model(spec)), CheckpointMeta(spec, dataset))
+            made[key] = path
+        return made[key]
+
+    return make
+
+
+def quick(**kw) -> ExportOptions:
+    return ExportOptions(probe_images=8, random_probe=True, **kw)
+
+
+def mnist(n: int, size: int = 28) -> torch.Tensor:
+    """mnist10k test images; size 16: halved (2×2 average) and padded with background, for the CIFAR nets."""
+    from realspike_cli.core.datasets import DataOptions, load_dataset
+
+    x, _ = load_dataset("mnist10k", DataOptions(augment="none")).test.batch(torch.arange(n))
+    if size == 28:
+        return x
+    return F.pad(F.avg_pool2d(x, 2), (1, 1, 1, 1), value=float(x.min()))
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code != 0 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    return " ".join(err.split())
+
+
+# --- ONNX ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spike", SETTINGS)
+@pytest.mark.parametrize("arch", list_archs())
+def test_onnx_matches_pytorch(ckpt, tmp_path, arch, spike):
+    """Every architecture × setting at its full test size (28×28 small_convnet, 32×32 the rest)."""
+    pytest.importorskip("onnxruntime")
+    if arch.startswith("sew") and spike == "element":  # the inference form itself does not exist
+        with pytest.raises(ReparamError, match="through MaxPool2d body.1"):
+            export_checkpoint(ckpt(arch, spike), "onnx", tmp_path / "m.onnx", options=quick())
+        return
+    result = export_checkpoint(ckpt(arch, spike), "onnx", tmp_path / "m.onnx", options=quick())
+    assert result.checks["relative_diff"] <= 1e-4 and result.checks["agreement"] == 1.0
+    assert (tmp_path / "m.onnx").stat().st_size > 0 and result.source_form == "train"
+
+
+def test_onnx_dynamo_exporter(ckpt, tmp_path):
+    """--onnx-exporter dynamo (torch.export-based, needs onnxscript) gives the same graph semantics."""
+    pytest.importorskip("onnxscript")
+    options = quick(onnx_exporter="dynamo")
+    result = export_checkpoint(ckpt("small_convnet", "channel"), "onnx", tmp_path / "m.onnx", options=options)
+    assert result.checks["exporter"] == "dynamo" and result.checks["relative_diff"] <= 1e-4
+
+
+def test_frame_encoding(ckpt, tmp_path):
+    """Event-frame input [B, T, C, H, W]: one frame per step in ONNX and in NIR (dense form included)."""
+    pytest.importorskip("onnxruntime")
+    for spike in ("channel", "element"):
+        source = ckpt("small_convnet", spike, width=0.125, encoding="frames")
+        onnx_result = export_checkpoint(source, "onnx", tmp_path / f"{spike}.onnx", options=quick())
+        nir_result = export_checkpoint(source, "nir", tmp_path / f"{spike}.nir", options=quick())
+        assert onnx_result.checks["relative_diff"] <= 1e-4 and nir_result.checks["spike_count_diff"] == 0
+
+
+def test_onnx_materialized_inference_checkpoint(ckpt, tmp_path):
+    """An inference-form checkpoint (explicit per-position kernels) exports without re-parameterizing."""
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "inf.safetensors"
+    source, meta = load_checkpoint(ckpt("small_convnet", "element", width=0.125))
+    materialized = to_inference(source, materialize=True)
+    save_checkpoint(path, materialized, CheckpointMeta(meta.spec, "none", form="inference",
+                                                       weight_layout="materialized"))
+    result = export_checkpoint(path, "onnx", tmp_path / "m.onnx", options=quick())
+    assert result.source_form == "inference" and result.checks["relative_diff"] <= 1e-4
+
+
+def test_onnx_refusal_writes_nothing(ckpt, tmp_path):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ExportError, match="above the tolerance 1e-12; nothing written"):
+        export_checkpoint(ckpt("small_convnet", "layer"), "onnx", tmp_path / "m.onnx", options=quick(tolerance=1e-12))
+    assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary file is left behind
+
+
+# --- torch.export ----------------------------------------------------------------------------------------------
+
+
+def test_pt2_round_trip(ckpt, tmp_path):
+    path = tmp_path / "m.pt2"
+    result = export_checkpoint(ckpt("small_convnet", "element", width=0.125), "pt2", path, options=quick())
+    assert result.checks["max_abs_diff"] <= 1e-6
+    extra = {"realspike.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.load(str(path), extra_files=extra)
+    assert json.loads(extra["realspike.json"])["model"]["arch"] == "small_convnet"
+    model, _ = load_inference(ckpt("small_convnet", "element", width=0.125))
+    x = torch.rand(3, 1, 28, 28)  # a batch size it was not traced with
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), model(x), rtol=0, atol=1e-6)
+
+
+# --- NIR -------------------------------------------------------------------------------------------------------
+
+# Every architecture × setting NIR can express (small_convnet's run in snnTorch below; SEW's max pooling is
+# refused), on small maps: the graph is the same as at 32×32 and the dense element-wise forms stay small.
+NIR_CASES = [(a, s) for a in ("vgg11", "vgg16", "resnet19", "resnet20") for s in SETTINGS]
+SIZES = {"resnet20": 16}  # its ceil-mode shortcut pools need even maps down to 2×2
+
+
+@pytest.mark.parametrize(("arch", "spike"), NIR_CASES)
+def test_nir_reference_simulation_matches(ckpt, tmp_path, arch, spike):
+    """The written file, run by nir_sim (the NIR equations), gives the same spikes and logits (float64)."""
+    size = SIZES.get(arch, 8)
+    result = export_checkpoint(ckpt(arch, spike, size=size), "nir", tmp_path / "m.nir", options=quick())
+    c = result.checks
+    assert c["spike_count_diff"] == 0 and c["spikes"] > 0 and c["relative_diff"] <= 1e-12
+    assert c["mode"] == ("dense" if spike == "element" else "layers")
+
+
+def test_nir_neuron_mapping(ckpt, tmp_path):
+    """LIF: tau = dt/(1−λ), r = 1, v_leak = v_reset = 0, incoming weights × 1/(1−λ); IF: decay 1 -> nir.IF."""
+    export_checkpoint(ckpt("small_convnet", "binary"), "nir", tmp_path / "lif.nir", options=quick(dt=1e-3))
+    graph = nir.read(str(tmp_path / "lif.nir"))
+    lif, conv = graph.nodes["body.0.neuron"], graph.nodes["stem.0"]
+    assert isinstance(lif, nir.LIF) and float(graph.metadata["dt"]) == 1e-3
+    assert torch.allclose(torch.as_tensor(lif.tau), torch.tensor(1e-3 / 0.75, dtype=torch.float64))
+    assert (lif.r == 1).all() and (lif.v_leak == 0).all() and (lif.v_reset == 0).all()
+    assert (lif.v_threshold == 0.5).all()
+    model, _ = load_inference(ckpt("small_convnet", "binary"))
+    assert torch.allclose(torch.as_tensor(conv.weight), model.get_submodule("stem.0").weight.double() / 0.75)
+    export_checkpoint(ckpt("small_convnet", "binary", kind="if"), "nir", tmp_path / "if.nir", options=quick())
+    graph = nir.read(str(tmp_path / "if.nir"))
+    assert isinstance(graph.nodes["body.0.neuron"], nir.IF) and float(graph.metadata["input_scale"]) == 1.0
+
+
+def _snntorch_run(path, x: torch.Tensor, steps: int):
+    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch")
+    from snntorch import utils
+    from snntorch.import_nir import import_from_nir
+
+    with contextlib.redirect_stdout(io.StringIO()):  # its importer prints progress
+        net = import_from_nir(nir.read(str(path)))
+    for m in net.modules():  # its Flatten keeps NIR's batch-free start_dim 0, flattening the batch: shift it
+        if isinstance(m, nn.Flatten) and m.start_dim == 0:
+            m.start_dim = 1
+    counts: dict[str, torch.Tensor] = {}
+    for name, m in net.named_modules():
+        if isinstance(m, snn.Leaky):
+            m.register_forward_hook(lambda _m, _i, o, n=name: counts.__setitem__(n, counts.get(n, 0) + o.sum()))
+    utils.reset(net)
+    with torch.no_grad():
+        state, outs = None, []
+        for _ in range(steps):
+            out, state = net(x, state)
+            outs.append(out)
+    return torch.stack(outs).mean(0), counts
+
+
+@pytest.mark.parametrize("spike", SETTINGS)
+def test_snntorch_small_convnet_same_spikes(ckpt, tmp_path, spike):
+    """snnTorch runs the file on mnist10k: same predictions and the same spike count in every layer, up to the
+    rare spike that float32 flips (snnTorch computes in float32 with the 1/(1−λ)-scaled weights; measured: at
+    most 1 of ~6e5 spikes per layer over 200 images, often none)."""
+    width = 0.125 if spike == "element" else None
+    path = export_checkpoint(ckpt("small_convnet", spike, width=width), "nir", tmp_path / "m.nir",
+                             options=quick()).output
+    x = mnist(MNIST_IMAGES, 28)
+    logits, counts = _snntorch_run(path, x, 2)
+    model, _ = load_inference(ckpt("small_convnet", spike, width=width))
+    reference, ref_counts = run_with_spike_counts(model, x)
+    assert torch.equal(logits.argmax(1), reference.argmax(1))
+    assert sorted(counts) == sorted(n.replace(".", "_") for n in ref_counts)
+    for name, c in ref_counts.items():
+        want, got = float(c.sum()), float(counts[name.replace(".", "_")])
+        assert want > 0 and abs(got - want) <= 1e-5 * want, (name, want, got)
+
+
+@pytest.mark.parametrize(("arch", "spike"), [("resnet20", "binary"), ("resnet19", "channel")])
+def test_snntorch_same_predictions(ckpt, tmp_path, arch, spike):
+    """Residual sums (several edges into one node), identity spikes and identity scales, on 16×16 mnist10k."""
+    path = export_checkpoint(ckpt(arch, spike, channels=1, size=16), "nir", tmp_path / "m.nir",
+                             options=quick()).output
+    x = mnist(MNIST_IMAGES, 16)
+    logits, _ = _snntorch_run(path, x, 2)
+    model, _ = load_inference(ckpt(arch, spike, channels=1, size=16))
+    with torch.no_grad():
+        assert torch.equal(logits.argmax(1), model(x).argmax(1))
+
+
+def test_norse_if_neurons_with_sum_pooling(ckpt, tmp_path):
+    """Norse reads IF nodes and SumPool2d (not AvgPool2d): --nir-pooling sum, dt from the file's metadata."""
+    norse = pytest.importorskip("norse.torch")
+    path = export_checkpoint(ckpt("small_convnet", "channel", kind="if"), "nir", tmp_path / "m.nir",
+                             options=quick(pooling="sum")).output
+    graph = nir.read(str(path))
+    assert any(isinstance(n, nir.SumPool2d) for n in graph.nodes.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = norse.from_nir(graph, dt=float(graph.metadata["dt"]), ignore_warnings=True)
+    for m in net.modules():
+        if isinstance(m, nn.Flatten) and m.start_dim == 0:
+            m.start_dim = 1
+    x = mnist(MNIST_IMAGES, 28)
+    counts: dict[str, float] = {}
+    with torch.no_grad():
+        state, outs = None, []
+        for _ in range(2):
+            out, state = net(x, state)
+            outs.append(out)
+            for name, value in state.cache.items():
+                if name.endswith("neuron"):
+                    counts[name] = counts.get(name, 0.0) + float(value.sum())
+    model, _ = load_inference(ckpt("small_convnet", "channel", kind="if"))
+    reference, ref_counts = run_with_spike_counts(model, x)
+    assert torch.equal(torch.stack(outs).mean(0).argmax(1), reference.argmax(1))
+    assert {n.replace(".", "_"): float(c.sum()) for n, c in ref_counts.items()} == counts
+
+
+@pytest.mark.parametrize(("arch", "spike", "kw", "message"), [
+    ("sew_resnet18", "binary", {}, "NIR has no max-pooling node, so body.1 (MaxPool2d) cannot be exported"),
+    ("resnet19", "element", {}, "dense Affine form needs 822,104,064 weights, above the limit of 50,000,000"),
+    ("resnet20", "channel", {"size": 28}, "uses ceil_mode on a 7x7 map"),
+])
+def test_nir_refuses_what_it_cannot_express(ckpt, tmp_path, arch, spike, kw, message):
+    with pytest.raises(ExportError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        export_checkpoint(ckpt(arch, spike, **kw), "nir", tmp_path / "m.nir", options=quick())
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+
+def test_cli_nir_json(ckpt, tmp_path, capsys):
+    out = tmp_path / "m.nir"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(ckpt("small_convnet", "layer")), "--format", "nir", "-o", str(out), "--random",
+              "--probe-images", "4", "--json"])
+    assert exit_info.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "nir" and report["checks"]["spike_count_diff"] == 0 and out.exists()
+
+
+def test_cli_bad_inputs(ckpt, tmp_path, capsys, monkeypatch):
+    source = str(ckpt("small_convnet", "layer"))
+    err = one_error_line(capsys, ["export", str(tmp_path / "missing.safetensors"), "--format", "onnx"])
+    assert "checkpoint not found" in err
+    err = one_error_line(capsys, ["export", source, "--format", "onxx"])
+    assert "unknown export format 'onxx'; did you mean 'onnx'?" in err
+    (tmp_path / "taken.nir").write_text("keep me")
+    err = one_error_line(capsys, ["export", source, "-f", "nir", "-o", str(tmp_path / "taken.nir")])
+    assert "already exists; choose another -o path or pass --overwrite" in err
+    assert (tmp_path / "taken.nir").read_text() == "keep me"
+    err = one_error_line(capsys, ["export", source, "-f", "nir", "--nir-pooling", "max"])
+    assert "unknown pooling 'max' (choose from: avg, sum)" in err
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    err = one_error_line(capsys, ["export", source, "-f", "onnx", "-o", str(tmp_path / "m.onnx")])
+    assert "--format onnx needs the optional package 'onnxruntime': pip install 'realspike[export]'" in err
