@@ -5,6 +5,7 @@ joining and leaving the process group, and the few collectives training needs.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,7 +90,8 @@ class DistContext:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        with _signals_for_main_thread_only():  # DDP may start communication threads of its own
+            return DistributedDataParallel(model, device_ids=ids)
 
     # rank 0 decides ----------------------------------------------------------------------------------------
     def from_main(self, fn: Callable[[], T]) -> T:
@@ -216,12 +218,28 @@ def init_from_env(device: str = "auto") -> DistContext:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout),
-                                device_id=dev if dev.type == "cuda" else None)
+        with _signals_for_main_thread_only():
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout),
+                                    device_id=dev if dev.type == "cuda" else None)
     except (RuntimeError, ValueError) as exc:  # store / network errors, including the timeout itself
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RealSpikeError(f"rank {rank}: could not join the {backend} process group ({reason})") from None
     return DistContext(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend)
+
+
+@contextmanager
+def _signals_for_main_thread_only() -> Iterator[None]:
+    """Threads started inside inherit a mask blocking SIGINT/SIGTERM, so Ctrl-C always reaches the main
+    thread's handler: delivered to a communication thread it interrupts a blocking call there, which can
+    abort the process ("terminate called without an active exception") instead of stopping it cleanly."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def teardown() -> None:
