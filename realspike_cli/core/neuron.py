@@ -9,51 +9,38 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from realspike_cli.core import kernels
 from realspike_cli.core.specs import NeuronSpec, Spike
 
 
 class _MultiStepLIF(torch.autograd.Function):
     """Forward: h_t = decay·u_{t−1} + x_t; o_t = [h_t ≥ v_th]; u_t = h_t·(1 − o_t) (hard reset to 0).
 
-    Backward by hand, saving only h (one float per neuron-step) instead of autograd's chain of temporaries;
-    the spike and surrogate masks are recomputed from h. The reset is differentiated (not detached), as in
-    the authors' released code: ∂u_t/∂h_t = (1 − o_t) − h_t·σ'(h_t).
+    Backward by hand, saving only the membrane h (one float per neuron-step; the eager kernel keeps it
+    negated) instead of autograd's chain of temporaries; the spike and surrogate masks are recomputed from
+    it. The reset is differentiated (not detached), as in the authors' released code:
+    ∂u_t/∂h_t = (1 − o_t) − h_t·σ'(h_t), so h itself (not just masks) is needed inside the window.
     """
 
     @staticmethod
-    def forward(ctx, x, time_steps: int, decay: float, v_th: float, half_width: float):  # type: ignore[override]
-        inputs = x.unflatten(0, (time_steps, -1))
-        membranes = torch.empty_like(inputs)
-        spikes = torch.empty_like(inputs)
-        u = torch.zeros_like(inputs[0])
-        for t, x_t in enumerate(inputs.unbind(0)):
-            h = torch.add(x_t, u, alpha=decay) if t else x_t
-            fired = h >= v_th
-            membranes[t] = h
-            spikes[t] = fired
-            u = h.masked_fill(fired, 0.0)
+    def forward(  # type: ignore[override]
+        ctx, x, time_steps: int, decay: float, v_th: float, half_width: float, backend: str
+    ):
+        spikes, membranes = kernels.lif_forward(x.unflatten(0, (time_steps, -1)), decay, v_th, backend)
         ctx.save_for_backward(membranes)
-        ctx.params = (decay, v_th, half_width)
+        ctx.params = (decay, v_th, half_width, backend)
         return spikes.flatten(0, 1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_spikes):  # type: ignore[override]
         (membranes,) = ctx.saved_tensors
-        decay, v_th, half_width = ctx.params
+        decay, v_th, half_width, backend = ctx.params
         grads = grad_spikes.unflatten(0, membranes.shape[:2])
-        grad_inputs = torch.empty_like(membranes)
-        grad_u = None
-        for t in range(membranes.shape[0] - 1, -1, -1):
-            h = membranes[t]
-            window = ((h - v_th).abs() <= half_width).to(h.dtype)
-            grad_h = grads[t] * window
-            if grad_u is not None:
-                not_fired = (h < v_th).to(h.dtype)
-                grad_h = grad_h + grad_u * (not_fired - h * window)
-            grad_inputs[t] = grad_h
-            grad_u = grad_h * decay
-        return grad_inputs.flatten(0, 1), None, None, None, None
+        grad_x = kernels.lif_backward(membranes, grads, decay, v_th, half_width, backend)
+        return grad_x.flatten(0, 1), None, None, None, None, None
 
 
 class _Heaviside(torch.autograd.Function):
@@ -85,15 +72,22 @@ def lif_reference(x: torch.Tensor, spec: NeuronSpec) -> torch.Tensor:
 
 
 class LIFNeuron(nn.Module):
-    """Multi-step LIF neuron on time-folded [T·B, ...] input; an IF neuron when decay = 1."""
+    """Multi-step LIF neuron on time-folded [T·B, ...] input; an IF neuron when decay = 1.
 
-    def __init__(self, spec: NeuronSpec, time_steps: int) -> None:
+    `backend`: "eager" (ATen ops, no start-up cost) or "compiled" (one fused inductor kernel per direction,
+    C++ on CPU, Triton on CUDA; a few seconds of compilation at the first call); None follows
+    `kernels.default_backend()` at call time.
+    """
+
+    def __init__(self, spec: NeuronSpec, time_steps: int, backend: str | None = None) -> None:
         super().__init__()
         self.spec, self.time_steps = spec, time_steps
+        self.backend = None if backend is None else kernels.check_backend(backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.spec
-        return _MultiStepLIF.apply(x, self.time_steps, s.decay, s.v_th, s.surrogate_width / 2)
+        backend = self.backend or kernels.default_backend()
+        return _MultiStepLIF.apply(x, self.time_steps, s.decay, s.v_th, s.surrogate_width / 2, backend)
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -111,8 +105,35 @@ def coefficient_shape(setting: Spike, feature_shape: tuple[int, ...]) -> tuple[i
     return tuple(feature_shape)
 
 
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
+
+class _ScaleSpikes(torch.autograd.Function):
+    """a·o for binary spikes o, keeping o for ∂L/∂a as bool (1 byte per element instead of 4).
+
+    Gradients are computed exactly as autograd's mul computes them (the same ops and reduction).
+    """
+
+    @staticmethod
+    def forward(ctx, spikes, a):  # type: ignore[override]
+        ctx.save_for_backward(spikes.to(torch.bool), a)
+        return spikes * a
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        fired, a = ctx.saved_tensors
+        grad_spikes = grad * a if ctx.needs_input_grad[0] else None
+        grad_a = (grad * fired.to(grad.dtype)).sum_to_size(a.shape) if ctx.needs_input_grad[1] else None
+        return grad_spikes, grad_a
+
+
 class RealSpike(nn.Module):
-    """Scales binary spikes by a learnable coefficient, a·o(t) (Eq. 8), shared over time; initialised to 1."""
+    """Scales binary spikes by a learnable coefficient, a·o(t) (Eq. 8), shared over time; initialised to 1.
+
+    The input must be binary (a neuron's spikes): in training it is saved for the backward pass as bool.
+    """
 
     def __init__(self, setting: Spike, feature_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -123,6 +144,8 @@ class RealSpike(nn.Module):
         self.a = nn.Parameter(torch.ones(shape))
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled() and not _tracing():
+            return _ScaleSpikes.apply(spikes, self.a)
         return spikes * self.a
 
     def extra_repr(self) -> str:
