@@ -63,6 +63,7 @@ def test_refuses_to_overwrite_a_run(trained, capsys):
         (["train", "mnist10k", "--bogus"], "No such option: --bogus", 2),
         (["train", "mnist10k", "--t", "0"], "Invalid value for '--t'", 2),
         (["train", "mnist10k", "--device", "tpu"], "unknown device 'tpu'", 1),
+        (["train", "mnist10k", "--lif-backend", "fused", "--max-steps", "1"], "unknown LIF backend 'fused'", 1),
         (["eval"], "Missing argument", 2),
     ],
 )

@@ -68,3 +68,12 @@ def test_weight_decay_only_on_conv_and_linear_weights():
     assert all(p.ndim in (2, 4) for p in decayed["params"])
     coefficient_ids = {id(m.a) for m in model.modules() if hasattr(m, "a")}
     assert coefficient_ids and coefficient_ids <= {id(p) for p in plain["params"]}
+
+
+def test_channels_last_trains_and_saves_standard_checkpoints(mnist, tmp_path):
+    events = run(mnist, tmp_path, cfg=replace(CFG, epochs=1), channels_last=True)
+    assert isinstance(events[-1], Finished) and events[-1].best_top1 > 0.5
+    from realspike_cli.core.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tmp_path / "last.safetensors")  # plain (NCHW) model, strict load
+    assert all(p.is_contiguous() for p in model.parameters())

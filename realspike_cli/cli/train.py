@@ -62,6 +62,10 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop (resumably) after N steps."),
     save_every: int = typer.Option(0, "--save-every", min=0, help="Also save resume state every N steps."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA)."),
+    lif_backend: str = typer.Option(
+        "eager", "--lif-backend", help="eager, or compiled (fused kernels; seconds to compile, for long runs)."
+    ),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for the convs."),
 ) -> None:
     """Train a Real Spike SNN; writes best/last checkpoints, metrics.jsonl and resume state.
 
@@ -94,6 +98,8 @@ def train(
             max_steps=max_steps,
             save_every=save_every,
             sync_bn=sync_bn,
+            lif_backend=lif_backend,
+            channels_last=channels_last,
         )
         shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
         with D.distributed(device) as ctx:

@@ -50,6 +50,8 @@ class RunOptions:
     save_every: int = 0
     eval_batch_size: int = 256  # per process
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
+    lif_backend: str = "eager"  # "compiled": fused inductor kernels, seconds to compile, faster per step
+    channels_last: bool = False  # NHWC convs: faster on CPU and tensor cores; rounding differs slightly
 
 
 # Factories: names map to constructors, so recipes stay plain data --------------------------------------
@@ -92,6 +94,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
         return shape((step - warmup) / max(1, total_steps - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _use_lif_backend(name: str) -> None:
+    from realspike_cli.core import kernels
+
+    try:
+        kernels.set_default_backend(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,7 +164,10 @@ class _Trainer:
         check_sync_bn(opts.sync_bn, self.dist.enabled, self.device.type)
         self.out = Path(opts.out_dir)
         torch.manual_seed(cfg.seed)
+        _use_lif_backend(opts.lif_backend)
         self.model = build_model(spec).to(self.device)
+        if opts.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         if opts.sync_bn:  # same parameter and buffer names, so checkpoints stay single-process compatible
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.net = self.dist.wrap(self.model)  # forward/backward through DDP; state_dicts from self.model
@@ -275,6 +289,8 @@ class _Trainer:
         self.net.train()
         for x, y in self._stream(self.epoch, self.step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.opts.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 loss = F.cross_entropy(self.net(x).float(), y, label_smoothing=self.cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
