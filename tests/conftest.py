@@ -41,6 +41,16 @@ def trained_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny convs and batched matmuls: with the two cores shared (by other
+    processes or pytest-xdist workers) they run several times slower on two threads than on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

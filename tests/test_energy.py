@@ -22,14 +22,7 @@ from realspike_cli.core.specs import NeuronSpec, Spike
 T = 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tensors are tiny: extra intra-op threads only add synchronisation, which costs ~10x on a busy
-    shared machine (measured: 29 s vs 3 s for the training fixture)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Probe(nn.Module):

@@ -30,13 +30,7 @@ SETTINGS = ["binary", "layer", "channel", "element"]
 MNIST_IMAGES = 200  # third-party simulators run on this many mnist10k test images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small convs on a shared 2-core machine run up to 10x slower with 2 threads than with 1.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_spec(arch: str, spike: str, *, size: int | None = None, channels: int = 3, kind: str | None = None,

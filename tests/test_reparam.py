@@ -24,13 +24,7 @@ SETTINGS = ["binary", "layer", "channel", "element"]
 TOL = 1e-9  # float64: the brief asks 1e-5; real folding bugs are O(1), rounding is ~1e-16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tiny batched matmuls here are far slower with 2 threads on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_spec(arch: str, spike: str, size: int | None = None, **kw) -> ModelSpec:
