@@ -105,3 +105,16 @@ def test_core_never_imports_the_cli_layer():
                 names = [node.module or ""]
             for name in names:
                 assert not name.startswith(("typer", "rich", "realspike_cli.cli")), f"{source}: imports {name}"
+
+
+def test_train_cifar10_vgg16_starts_on_a_cifar_format_directory(capsys, tmp_path):
+    from tests.test_datasets import write_cifar10
+
+    write_cifar10(tmp_path / "cifar10", per_batch=4, n_test=4)  # the real python-pickle release layout
+    out = tmp_path / "run"
+    argv = ["train", "cifar10", "--arch", "vgg16", "--t", "5", "--data-dir", str(tmp_path / "cifar10")]
+    argv += ["--width", "0.0625", "--batch-size", "4", "--max-steps", "2", "--out", str(out)]
+    code, text, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert "vgg16 on cifar10: T=5, spike=element" in " ".join(text.split())
+    assert (out / "resume.pt").exists()
