@@ -77,3 +77,18 @@ def test_channels_last_trains_and_saves_standard_checkpoints(mnist, tmp_path):
 
     model, _ = load_checkpoint(tmp_path / "last.safetensors")  # plain (NCHW) model, strict load
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_lif_backend_option_applies_to_this_model_only():
+    from realspike_cli.core import kernels
+    from realspike_cli.core.neuron import LIFNeuron
+    from realspike_cli.core.registry import build_model
+    from realspike_cli.core.train import _use_lif_backend
+
+    model, other = build_model(SPEC), build_model(SPEC)
+    _use_lif_backend(model, "compiled")
+    assert {m.backend for m in model.modules() if isinstance(m, LIFNeuron)} == {"compiled"}
+    assert {m.backend for m in other.modules() if isinstance(m, LIFNeuron)} == {None}
+    assert kernels.default_backend() == "eager"
+    with pytest.raises(ConfigError, match="unknown LIF backend 'fused'"):
+        _use_lif_backend(model, "fused")

@@ -62,8 +62,11 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop (resumably) after N steps."),
     save_every: int = typer.Option(0, "--save-every", min=0, help="Also save resume state every N steps."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA)."),
-    lif_backend: str = typer.Option(
-        "eager", "--lif-backend", help="eager, or compiled (fused kernels; seconds to compile, for long runs)."
+    lif_backend: str | None = typer.Option(
+        None,
+        "--lif-backend",
+        help="eager or compiled (fused kernels; seconds to compile, for long runs); "
+        "default $REALSPIKE_LIF_BACKEND or eager.",
     ),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for the convs."),
 ) -> None:

@@ -50,7 +50,7 @@ class RunOptions:
     save_every: int = 0
     eval_batch_size: int = 256  # per process
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
-    lif_backend: str = "eager"  # "compiled": fused inductor kernels, seconds to compile, faster per step
+    lif_backend: str | None = None  # None: $REALSPIKE_LIF_BACKEND or "eager"; "compiled": fused inductor kernels
     channels_last: bool = False  # NHWC convs: faster on CPU and tensor cores; rounding differs slightly
 
 
@@ -96,13 +96,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _use_lif_backend(name: str) -> None:
+def _use_lif_backend(model: nn.Module, name: str | None) -> None:
+    """Set on this model's neurons only: a process-wide default would leak into every later model."""
+    if name is None:
+        return
     from realspike_cli.core import kernels
+    from realspike_cli.core.neuron import LIFNeuron
 
     try:
-        kernels.set_default_backend(name)
+        backend = kernels.check_backend(name)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for module in model.modules():
+        if isinstance(module, LIFNeuron):
+            module.backend = backend
 
 
 def resolve_device(name: str) -> torch.device:
@@ -164,8 +171,8 @@ class _Trainer:
         check_sync_bn(opts.sync_bn, self.dist.enabled, self.device.type)
         self.out = Path(opts.out_dir)
         torch.manual_seed(cfg.seed)
-        _use_lif_backend(opts.lif_backend)
         self.model = build_model(spec).to(self.device)
+        _use_lif_backend(self.model, opts.lif_backend)
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if opts.sync_bn:  # same parameter and buffer names, so checkpoints stay single-process compatible
