@@ -25,6 +25,15 @@ def tiny_spec(arch: str, spike: str = "element", time_steps: int = 2, **kwargs) 
     return ModelSpec(**defaults)
 
 
+def randomize_batchnorm(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Non-trivial running statistics and affine parameters, so folding BatchNorm is really exercised."""
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        module.running_mean.uniform_(-0.3, 0.3, generator=generator)
+        module.running_var.uniform_(0.5, 1.5, generator=generator)
+        module.weight.uniform_(0.6, 1.4, generator=generator)
+        module.bias.uniform_(0.0, 0.6, generator=generator)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A real run through the CLI on mnist10k (tiny width, T=2, element-wise): stopped after 3 steps with

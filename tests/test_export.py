@@ -24,6 +24,7 @@ from realspike_cli.core.neuron import RealSpike
 from realspike_cli.core.registry import arch_entry, build_model, list_archs
 from realspike_cli.core.reparam import to_inference
 from realspike_cli.core.specs import ModelSpec, NeuronSpec
+from tests.conftest import randomize_batchnorm
 
 nir = pytest.importorskip("nir")
 SETTINGS = ["binary", "layer", "channel", "element"]
@@ -48,11 +49,7 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.3, 0.3, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
-                m.weight.uniform_(0.6, 1.4, generator=g)
-                m.bias.uniform_(0.0, 0.6, generator=g)
+            randomize_batchnorm(m, g)
             if isinstance(m, RealSpike):
                 m.a.uniform_(0.2, 1.5, generator=g)
     return model.eval()

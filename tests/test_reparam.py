@@ -19,6 +19,7 @@ from realspike_cli.core.reparam import (
 )
 from realspike_cli.core.specs import Encoding, ModelSpec, NeuronSpec, Spike
 from realspike_cli.core.synapses import DenseSynapse, LocallyConnected2d, MaterializedSynapse
+from tests.conftest import randomize_batchnorm
 
 SETTINGS = ["binary", "layer", "channel", "element"]
 TOL = 1e-9  # float64: the brief asks 1e-5; real folding bugs are O(1), rounding is ~1e-16
@@ -42,11 +43,7 @@ def randomize(model: nn.Module, seed: int, stem_positive: bool = False) -> nn.Mo
     model = model.double().eval()
     with torch.no_grad():
         for name, m in model.named_modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.3, 0.3, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
-                m.weight.uniform_(0.6, 1.4, generator=g)
-                m.bias.uniform_(0.0, 0.6, generator=g)
+            randomize_batchnorm(m, g)
             if isinstance(m, RealSpike):
                 m.a.uniform_(-1.5, 1.5, generator=g)
                 if stem_positive and name == "body.0.coeff":  # SEW: the stem spikes go through a max pool
