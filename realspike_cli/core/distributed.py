@@ -242,8 +242,16 @@ def _signals_for_main_thread_only() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def teardown() -> None:
+def teardown(*, wait_for_peers: bool = False) -> None:
+    """Destroy the group; after a normal finish, first wait until every rank got here, so no rank tears its
+    communication threads down while a peer may still be talking to it. (Not after an error: the peers may
+    be blocked in another collective, and waiting would hang until the timeout.)"""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            try:
+                dist.barrier()
+            except RuntimeError:  # a peer already failed: nothing left to wait for
+                pass
         dist.destroy_process_group()
 
 
@@ -251,7 +259,9 @@ def teardown() -> None:
 def distributed(device: str = "auto") -> Iterator[DistContext]:
     """The process group for the duration of the block, destroyed however the block ends."""
     ctx = init_from_env(device)
+    finished = False
     try:
         yield ctx
+        finished = True
     finally:
-        teardown()
+        teardown(wait_for_peers=finished)
