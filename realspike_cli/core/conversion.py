@@ -6,6 +6,7 @@ Nothing is written unless the inference form matches on the probe (logits within
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -129,15 +130,18 @@ def _refuse_if_different(report: EquivalenceReport, tolerance: float) -> None:
 
 
 def _save_verified(output: Path, model: nn.Module, meta: CheckpointMeta, x: torch.Tensor, overwrite: bool) -> None:
-    """Write to a scratch file, reload it the way users will, compare, then move it into place atomically."""
-    with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as scratch:
+    """Write beside the output, reload it the way users will, compare, then rename the same file into place."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
         trial = Path(scratch) / output.name
         save_checkpoint(trial, model, meta)
         reloaded, _ = load_checkpoint(trial)
         with torch.no_grad():
             if not torch.equal(reloaded(x), model.eval()(x)):
                 raise ReparamError("the written inference checkpoint does not reload to the same outputs")
-        save_checkpoint(output, model, meta, overwrite=overwrite)
+        if output.exists() and not overwrite:
+            raise ReparamError(f"{output} already exists; choose another -o path or pass --overwrite")
+        os.replace(trial, output)  # same directory, so the rename is atomic
 
 
 def _count(model: nn.Module) -> int:
