@@ -135,11 +135,25 @@ def build(arch: str, width: float, spike: str, time_steps: int, seed: int = 0) -
     return build_model(spec)
 
 
+def conv_floor(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` with every neuron and BatchNorm replaced by Identity: what remains (convs,
+    pooling, adds, the classifier, loss and optimizer) is the part no neuron implementation can speed up,
+    so SJ's step time over this one bounds the speed-up any implementation of the rest can reach."""
+    floor = copy.deepcopy(model)
+    for parent in floor.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (LIFNeuron, nn.BatchNorm2d)):
+                setattr(parent, name, nn.Identity())
+    return floor
+
+
 def variant(base: nn.Module, kind: str) -> nn.Module:
-    """'sj', 'eager', 'compiled' (LIF kernels) or 'graph' (the whole model through torch.compile), with a
-    '+cl' suffix for channels_last; weights copied from `base`."""
+    """'sj', 'eager', 'compiled' (LIF kernels), 'graph' (the whole model through torch.compile) or 'floor'
+    (convs only, see `conv_floor`), with a '+cl' suffix for channels_last; weights copied from `base`."""
     name, _, layout = kind.partition("+")
-    if name == "sj":
+    if name == "floor":
+        model = conv_floor(base)
+    elif name == "sj":
         model = to_spikingjelly(base)
     else:
         model = set_backend(copy.deepcopy(base), "eager" if name == "eager" else "compiled")

@@ -118,7 +118,7 @@ def network_section(arch: str, width: float, reps: int, layouts: list[str], grap
         f"{check_c['grad_rel_diff']:.2e}",
     )
     flops = training_flops(base, x)
-    names = ("sj", "eager", "compiled", "graph") if graph else ("sj", "eager", "compiled")
+    names = ("sj", "eager", "compiled", "graph", "floor") if graph else ("sj", "eager", "compiled", "floor")
     kinds = [k + suffix for suffix in layouts for k in names]
     models = {k: variant(base, k) for k in kinds}
     inputs = {k: x.contiguous(memory_format=torch.channels_last) if k.endswith("+cl") else x for k in kinds}
@@ -148,9 +148,10 @@ def network_section(arch: str, width: float, reps: int, layouts: list[str], grap
         suffix = plus + layout
         conv_rate = convs[suffix][1] / t["conv" + suffix]
         rate = flops / t[k]
+        label = "floor: convs only (no neurons, no BN)" if name == "floor" else name
         rows.append(
             [
-                f"{name}{' channels_last' if layout else ''}",
+                f"{label}{' channels_last' if layout else ''}",
                 f"{t[k] * 1e3:.0f}",
                 f"{BATCH / t[k]:.1f}",
                 f"{t['sj' + suffix] / t[k]:.2f}×",
@@ -231,12 +232,12 @@ def memory_worker(arch: str, width: float, kind: str) -> None:
     print(json.dumps({"before": before, "peak": peak, "step": peak - before}))
 
 
-def memory_section(layouts: list[str], out: list[str]) -> None:
+def memory_section(nets: dict[str, float], layouts: list[str], out: list[str]) -> None:
     """One fresh subprocess per row, so each high-water mark belongs to one configuration only."""
     # Large blocks always mmapped, so freed memory leaves RSS and the high-water mark tracks live tensors.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     rows = []
-    for arch, width in NETS.items():
+    for arch, width in nets.items():
         res = {}
         for kind in [k + s for s in layouts for k in ("sj", "eager", "compiled")]:
             cmd = [sys.executable, __file__, "--memory-worker", arch, str(width), kind]
@@ -261,6 +262,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions per configuration")
     parser.add_argument("--only", default="lif,net,inference,memory", help="sections to run")
+    parser.add_argument("--arch", default=",".join(NETS), help="networks to run (comma-separated)")
     parser.add_argument("--no-channels-last", action="store_true", help="skip the channels_last rows")
     parser.add_argument(
         "--whole-model", action="store_true", help="also time torch.compile(model) ('graph'; minutes to compile)"
@@ -288,13 +290,14 @@ def main() -> None:
     )
     if "lif" in sections:
         lif_section(args.reps, out)
-    for arch, width in NETS.items():
+    nets = {arch: NETS[arch] for arch in args.arch.split(",")}
+    for arch, width in nets.items():
         if "net" in sections:
             network_section(arch, width, args.reps, layouts, args.whole_model, out)
         if "inference" in sections:
             inference_section(arch, width, args.reps, args.materialized or arch == "vgg16", out)
     if "memory" in sections:
-        memory_section(layouts if args.memory_channels_last else [""], out)
+        memory_section(nets, layouts if args.memory_channels_last else [""], out)
     if args.markdown:
         args.markdown.write_text("\n".join(out) + "\n")
 

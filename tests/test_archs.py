@@ -51,6 +51,28 @@ def test_direct_encoding_runs_the_stem_once():
     assert calls == [3]  # batch 3, not T·B = 12
 
 
+def test_channels_last_network_stays_channels_last_after_the_time_repeat():
+    # `repeat` returns NCHW; every layer after it then converted back (copies in forward and backward).
+    spec = tiny_spec("resnet20", "element", time_steps=3)
+    model = build_model(spec).double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    fast = build_model(spec).double().to(memory_format=torch.channels_last)
+    fast.load_state_dict(model.state_dict())
+    seen = []
+    first_neuron = next(m for m in fast.modules() if isinstance(m, LIFNeuron))
+    first_neuron.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x_cl = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_plain = x.clone().requires_grad_()
+    want, got = model(x_plain), fast(x_cl)
+    assert seen[0].shape[0] == 6 and seen[0].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    want.square().sum().backward()
+    got.square().sum().backward()
+    torch.testing.assert_close(x_cl.grad, x_plain.grad, rtol=1e-10, atol=1e-12)
+    for (name, a), b in zip(model.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
 def test_frame_encoding_takes_one_frame_per_step():
     spec = tiny_spec("resnet19", time_steps=3, in_channels=2, input_size=(16, 16), encoding="frames")
     model = build_model(spec)

@@ -33,6 +33,8 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) ->
                     progress.remove_task(task)
                 task = progress.add_task("train", total=ev.steps, completed=ev.done,
                                          epoch=f"{ev.epoch}/{cfg.epochs}", loss=0.0)
+            elif isinstance(ev, T.Compiled):
+                console.print(f"torch.compile: first step {ev.seconds:.1f}s, compilation included")
             elif isinstance(ev, T.StepDone):
                 progress.update(task, advance=1, loss=ev.loss)
             elif isinstance(ev, T.EpochDone):

@@ -69,6 +69,9 @@ def train(
         "default $REALSPIKE_LIF_BACKEND or eager.",
     ),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for the convs."),
+    compile_model: bool = typer.Option(
+        False, "--compile", help="torch.compile the training step (the first step compiles: a minute or more on CPU)."
+    ),
 ) -> None:
     """Train a Real Spike SNN; writes best/last checkpoints, metrics.jsonl and resume state.
 
@@ -103,6 +106,7 @@ def train(
             sync_bn=sync_bn,
             lif_backend=lif_backend,
             channels_last=channels_last,
+            compile=compile_model,
         )
         shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
         with D.distributed(device) as ctx:

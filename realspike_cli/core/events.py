@@ -34,6 +34,13 @@ class StepDone:
 
 
 @dataclass
+class Compiled:
+    """`--compile`: the first step of this process is done; it included compiling the model."""
+
+    seconds: float
+
+
+@dataclass
 class EpochDone:
     epoch: int
     record: dict[str, Any]

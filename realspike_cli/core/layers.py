@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from realspike_cli.core.neuron import SpikeActivation
+from realspike_cli.core.neuron import SpikeActivation, tracing
 from realspike_cli.core.specs import Encoding, ModelSpec
 
 
@@ -45,8 +45,38 @@ class SpikingNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.direct:
             x = self.stem(x)
-            x = x.repeat(self.time_steps, 1, 1, 1)  # [T·B, C, H, W], time-major
+            if not tracing() and _is_channels_last(x):
+                x = repeat_channels_last(x, self.time_steps)
+            else:
+                x = x.repeat(self.time_steps, 1, 1, 1)  # [T·B, C, H, W], time-major
         else:  # [B, T, C, H, W] event frames -> [T·B, C, H, W]
             x = self.stem(x.transpose(0, 1).flatten(0, 1))
         x = self.head(self.body(x))
         return x.unflatten(0, (self.time_steps, -1)).mean(0)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+class _RepeatChannelsLast(torch.autograd.Function):
+    """`x.repeat(times, 1, 1, 1)` that stays channels_last (`repeat` returns NCHW, so every layer after it
+    converted: two [T·B, C, H, W] copies per step and one more in the neuron's backward pass)."""
+
+    @staticmethod
+    def forward(ctx, x, times: int):  # type: ignore[override]
+        out = torch.empty((times * x.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
+        out = out.contiguous(memory_format=torch.channels_last)
+        batch = x.shape[0]
+        for step in range(times):  # same-layout copies, a memcpy each (copying from an expand is 2× slower)
+            out[step * batch : (step + 1) * batch].copy_(x)
+        ctx.times = times
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad.unflatten(0, (ctx.times, -1)).sum(0), None
+
+
+def repeat_channels_last(x: torch.Tensor, times: int) -> torch.Tensor:
+    return _RepeatChannelsLast.apply(x, times)

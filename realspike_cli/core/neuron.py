@@ -105,7 +105,8 @@ def coefficient_shape(setting: Spike, feature_shape: tuple[int, ...]) -> tuple[i
     return tuple(feature_shape)
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
+    """True under torch.compile, TorchScript tracing or fx symbolic tracing (data-dependent branches are off)."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 
@@ -144,7 +145,7 @@ class RealSpike(nn.Module):
         self.a = nn.Parameter(torch.ones(shape))
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled() and not _tracing():
+        if self.training and torch.is_grad_enabled() and not tracing():
             return _ScaleSpikes.apply(spikes, self.a)
         return spikes * self.a
 

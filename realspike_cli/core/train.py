@@ -27,7 +27,15 @@ from realspike_cli.core.datasets.loaders import BatchStream
 from realspike_cli.core.distributed import DistContext, check_sync_bn
 from realspike_cli.core.errors import CheckpointError, ConfigError
 from realspike_cli.core.evaluate import EvalResult, evaluate_sharded
-from realspike_cli.core.events import EpochDone, EpochStarted, Finished, RunStarted, StepDone, Stopped
+from realspike_cli.core.events import (
+    Compiled,
+    EpochDone,
+    EpochStarted,
+    Finished,
+    RunStarted,
+    StepDone,
+    Stopped,
+)
 from realspike_cli.core.neuron import RealSpike
 from realspike_cli.core.registry import build_model
 from realspike_cli.core.specs import ModelSpec, TrainConfig
@@ -52,6 +60,7 @@ class RunOptions:
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
     lif_backend: str | None = None  # None: $REALSPIKE_LIF_BACKEND or "eager"; "compiled": fused inductor kernels
     channels_last: bool = False  # NHWC convs: faster on CPU and tensor cores; rounding differs slightly
+    compile: bool = False  # torch.compile the training graph (minutes on CPU at the first step; eval stays eager)
 
 
 # Factories: names map to constructors, so recipes stay plain data --------------------------------------
@@ -178,6 +187,9 @@ class _Trainer:
         if opts.sync_bn:  # same parameter and buffer names, so checkpoints stay single-process compatible
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.net = self.dist.wrap(self.model)  # forward/backward through DDP; state_dicts from self.model
+        if opts.compile:  # checkpoints still come from self.model: no `_orig_mod.` prefixes in the files
+            self.net = torch.compile(self.net)
+        self._compile_pending = opts.compile
         self.steps_per_epoch = len(self._stream(0, 0))
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, cfg.epochs * self.steps_per_epoch)
@@ -292,9 +304,10 @@ class _Trainer:
         atomic_write(self.out / "metrics.jsonl", lambda tmp: tmp.write_text(text), overwrite=True)
 
     # one epoch -----------------------------------------------------------------------------------------
-    def train_steps(self, stop: _StopFlag) -> Iterator[StepDone | Stopped]:
+    def train_steps(self, stop: _StopFlag) -> Iterator[Compiled | StepDone | Stopped]:
         self.net.train()
         for x, y in self._stream(self.epoch, self.step):
+            started = time.perf_counter()
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.opts.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -308,6 +321,9 @@ class _Trainer:
             self.step += 1
             self.global_step += 1
             mean_loss, interrupted = self._agree(loss, stop)
+            if self._compile_pending:
+                self._compile_pending = False
+                yield Compiled(time.perf_counter() - started)
             yield StepDone(self.epoch, self.step, mean_loss)
             reason = self._stop_reason(interrupted)
             if reason:
