@@ -129,9 +129,11 @@ def test_compile_option_trains_through_the_compiled_module_and_saves_plain_names
     reason="compiles with inductor: seconds with a warm cache, minutes cold; set REALSPIKE_TEST_COMPILE=1",
 )
 def test_compile_option_with_inductor_matches_eager(mnist, tmp_path):
-    run(mnist, tmp_path / "compiled", max_steps=2, compile=True)
-    run(mnist, tmp_path / "plain", max_steps=2)
+    # One step: inductor rounds BatchNorm differently, so over several steps a membrane sitting on the
+    # threshold can flip a spike and the runs drift apart (as with --channels-last); one step must agree.
+    run(mnist, tmp_path / "compiled", max_steps=1, compile=True)
+    run(mnist, tmp_path / "plain", max_steps=1)
     state = torch.load(tmp_path / "compiled" / "resume.pt", weights_only=True)["model"]
     want = torch.load(tmp_path / "plain" / "resume.pt", weights_only=True)["model"]
     for k in want:
-        torch.testing.assert_close(state[k], want[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(state[k], want[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
