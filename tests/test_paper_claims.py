@@ -18,7 +18,10 @@ def test_report_is_reproducible_from_the_raw_results(tmp_path):
     text = report.read_text()
     assert text == (ROOT / "docs" / "results.md").read_text()  # docs/results.md is exactly what the data says
     results = json.loads(RESULTS.read_text())
-    assert len({r["seed"] for r in results}) >= 3
-    agreeing = sum(r["agreement"] == 1.0 and r["top1_train_form"] == r["top1_inference_form"] for r in results)
-    assert f"{agreeing} of {len(results)} models" in text
+    for network in {(r.get("arch", "small_convnet"), r.get("width", 0.5)) for r in results}:
+        group = [r for r in results if (r.get("arch", "small_convnet"), r.get("width", 0.5)) == network]
+        assert len({r["seed"] for r in group}) >= 3, network
+        agreeing = sum(r["agreement"] == 1.0 and r["top1_train_form"] == r["top1_inference_form"] for r in group)
+        assert f"{agreeing} of {len(group)} models" in text
+        assert f"## `{network[0]}` at width {network[1]}" in text
     assert (tmp_path / "img" / "information_capacity.png").stat().st_size > 10_000
