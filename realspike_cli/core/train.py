@@ -444,7 +444,8 @@ def fit(
     spec: ModelSpec, data: DataSplits, cfg: TrainConfig, opts: RunOptions, dist: DistContext | None = None
 ) -> Iterator[Any]:
     """Train `spec` on `data` with `cfg`, yielding RunStarted, EpochStarted, StepDone, EpochDone, then
-    Finished (or Stopped, after saving an exact resume point, on Ctrl-C or `max_steps`).
+    Finished (or Stopped, after saving an exact resume point, on Ctrl-C or `max_steps`); with
+    `opts.compile`, also Compiled once, after the first step.
 
     With `dist` (from `core.distributed`, under torchrun) every rank must call this and consume every
     event; `cfg.batch_size` is then per process and only rank 0 writes files."""
