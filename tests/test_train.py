@@ -137,3 +137,22 @@ def test_compile_option_with_inductor_matches_eager(mnist, tmp_path):
     want = torch.load(tmp_path / "plain" / "resume.pt", weights_only=True)["model"]
     for k in want:
         torch.testing.assert_close(state[k], want[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_compile_failure_is_one_error_line_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    from tests.test_cli import assert_one_error_line, cli
+
+    class Broken(torch.nn.Module):  # what a machine without a C++ compiler gets from inductor
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            raise RuntimeError("InductorError: CppCompileError: C++ compile error\nlong compiler output")
+
+    monkeypatch.setattr(torch, "compile", Broken)
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "mnist10k", "--compile", "--max-steps", "2", "--out", str(out))
+    assert_one_error_line(code, err, "--compile failed at the first step (RuntimeError: InductorError")
+    assert "long compiler output" not in err
+    assert not (out / "resume.pt").exists() and not (out / "last.safetensors").exists()

@@ -311,10 +311,7 @@ class _Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.opts.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                loss = F.cross_entropy(self.net(x).float(), y, label_smoothing=self.cfg.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            loss = self._first_compiled_step(x, y) if self._compile_pending else self._forward_backward(x, y)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -332,6 +329,23 @@ class _Trainer:
                 return
             if self.opts.save_every and self.global_step % self.opts.save_every == 0:
                 self.save_resume()
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            loss = F.cross_entropy(self.net(x).float(), y, label_smoothing=self.cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        return loss
+
+    def _first_compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The step that compiles: inductor needs a C++ compiler (CPU) or Triton (CUDA), so a machine without
+        them gets one line naming the cause instead of a compiler traceback; no weight has changed yet."""
+        try:
+            return self._forward_backward(x, y)
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            cause = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+            raise ConfigError(f"--compile failed at the first step ({cause}); train without --compile") from exc
 
     def _agree(self, loss: torch.Tensor, stop: _StopFlag) -> tuple[float, bool]:
         """The loss averaged over ranks and whether any rank was interrupted: one small all_reduce per step,
