@@ -100,10 +100,7 @@ class DistContext:
             return fn()
         if self.is_main:
             return self._run_and_announce(fn, share=True)
-        failure, value = self._receive()
-        if failure:
-            raise _mirror(failure)
-        return value
+        return self._wait_for_main()
 
     def main_first(self, fn: Callable[[], T]) -> T:
         """Run `fn` on rank 0, then on the others (e.g. a download); rank 0's error stops them all."""
@@ -111,10 +108,15 @@ class DistContext:
             return fn()
         if self.is_main:
             return self._run_and_announce(fn, share=False)
-        failure, _ = self._receive()
+        self._wait_for_main()
+        return fn()
+
+    def _wait_for_main(self) -> object:
+        """Rank 0's shared value, or its error raised here too."""
+        failure, value = self._receive()
         if failure:
             raise _mirror(failure)
-        return fn()
+        return value
 
     def _run_and_announce(self, fn: Callable[[], T], *, share: bool) -> T:
         try:
