@@ -7,6 +7,12 @@ import sys
 import typer
 
 from realspike_cli import __version__
+from realspike_cli.cli import energy as energy_cmd
+from realspike_cli.cli import eval as eval_cmd
+from realspike_cli.cli import export as export_cmd
+from realspike_cli.cli import reparam as reparam_cmd
+from realspike_cli.cli import train as train_cmd
+from realspike_cli.cli import zoo as zoo_cmd
 
 app = typer.Typer(
     name="realspike",
@@ -31,13 +37,23 @@ def root(
     """realspike: Real Spike SNNs — training form with real-valued spikes, inference form with binary spikes."""
 
 
-# Each command lives in its own module and registers itself on `app`.
-from realspike_cli.cli import energy as _energy  # noqa: E402,F401
-from realspike_cli.cli import eval as _eval  # noqa: E402,F401
-from realspike_cli.cli import export as _export  # noqa: E402,F401
-from realspike_cli.cli import reparam as _reparam  # noqa: E402,F401
-from realspike_cli.cli import train as _train  # noqa: E402,F401
-from realspike_cli.cli import zoo as _zoo  # noqa: E402,F401
+# Commands are plain functions in their own modules (none imports this one); the app is assembled here.
+app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.eval_command)
+app.command("reparam")(reparam_cmd.reparam)
+app.command("export")(export_cmd.export_command)
+app.command("energy")(energy_cmd.energy_command)
+
+zoo_app = typer.Typer(
+    name="zoo",
+    help="The model zoo: list and inspect entries, pull verified checkpoints (hub, cache or mirror), push new ones.",
+    no_args_is_help=True,
+)
+zoo_app.command("list")(zoo_cmd.list_command)
+zoo_app.command("info")(zoo_cmd.info_command)
+zoo_app.command("pull")(zoo_cmd.pull_command)
+zoo_app.command("push")(zoo_cmd.push_command)
+app.add_typer(zoo_app, name="zoo")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from realspike_cli.cli import options as opt
-from realspike_cli.cli.app import app
 
 NOT_COUNTED = (
     "not counted: memory access, neuron updates (leak, threshold, reset), biases, pooling additions and the "
@@ -16,7 +15,6 @@ NOT_COUNTED = (
 )
 
 
-@app.command("energy")
 def energy_command(
     checkpoint: Path = opt.CheckpointArg,
     dataset: str | None = typer.Option(None, "--dataset", help="Data set to measure on (default: the checkpoint's)."),

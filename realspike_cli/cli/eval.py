@@ -7,10 +7,8 @@ from pathlib import Path
 import typer
 
 from realspike_cli.cli import options as opt
-from realspike_cli.cli.app import app
 
 
-@app.command("eval")
 def eval_command(
     checkpoint: Path = opt.CheckpointArg,
     dataset: str | None = typer.Option(None, "--dataset", help="Data set (default: the checkpoint's)."),

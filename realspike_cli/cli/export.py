@@ -7,10 +7,8 @@ from pathlib import Path
 import typer
 
 from realspike_cli.cli import options as opt
-from realspike_cli.cli.app import app
 
 
-@app.command("export")
 def export_command(
     checkpoint: Path = opt.CheckpointArg,
     fmt: str = typer.Option(..., "--format", "-f", help="onnx, nir or pt2 (torch.export)."),
@@ -40,7 +38,7 @@ def export_command(
     from realspike_cli.core.export import ExportOptions, export_checkpoint
 
     options = ExportOptions(
-        tolerance=tolerance, probe_images=probe_images, data_dir=opt.data_dir_path(data_dir), random_probe=random_probe,
+        tolerance=tolerance, probe_images=probe_images, data_dir=data_dir, random_probe=random_probe,
         dt=dt, max_dense_weights=max_dense, opset=opset, onnx_exporter=onnx_exporter, pooling=pooling,
     )
     with console.status(f"exporting to {fmt} and validating"):

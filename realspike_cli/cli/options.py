@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 CheckpointArg = typer.Argument(..., help="A realspike checkpoint (.safetensors), training or inference form.")
@@ -14,6 +12,3 @@ Workers = typer.Option(0, "--workers", min=0, help="DataLoader worker processes 
 BatchSize = typer.Option(256, "--batch-size", min=1, help="Batch size for evaluation.")
 JsonOut = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 
-
-def data_dir_path(value: Path | None) -> Path | None:
-    return None if value is None else Path(value)

@@ -7,10 +7,8 @@ from pathlib import Path
 import typer
 
 from realspike_cli.cli import options as opt
-from realspike_cli.cli.app import app
 
 
-@app.command()
 def reparam(
     checkpoint: Path = opt.CheckpointArg,
     out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: CKPT.inference.safetensors)."),

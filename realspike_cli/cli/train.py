@@ -13,14 +13,12 @@ from typing import Any
 import typer
 
 from realspike_cli.cli import options as opt
-from realspike_cli.cli.app import app
 
 
 def _pick(value: Any, defaults: dict[str, Any], key: str) -> Any:
     return defaults[key] if value is None else value
 
 
-@app.command()
 def train(
     dataset: str | None = typer.Argument(
         None, help="Data set name (see docs/datasets.md); default: the recipe's, else mnist10k."

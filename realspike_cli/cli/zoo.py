@@ -8,18 +8,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from realspike_cli.cli import options as opt
-from realspike_cli.cli.app import app
 from realspike_cli.core.specs import Form, Spike
 
 if TYPE_CHECKING:
     from realspike_cli.core.zoo import Entry
 
-zoo_app = typer.Typer(
-    name="zoo",
-    help="The model zoo: list and inspect entries, pull verified checkpoints (hub, cache or mirror), push new ones.",
-    no_args_is_help=True,
-)
-app.add_typer(zoo_app, name="zoo")
 
 # `pull` on an entry that documents a paper result but publishes no weights: the recipe is printed and
 # nothing is downloaded. A distinct code lets scripts tell "nothing to pull" (3) from a failure (1).
@@ -28,7 +21,6 @@ NO_WEIGHTS_EXIT = 3
 Name = typer.Argument(..., help="Entry name or alias (see `realspike zoo list`).")
 
 
-@zoo_app.command("list")
 def list_command(
     dataset: str | None = typer.Option(None, "--dataset", help="Only entries on this data set."),
     arch: str | None = typer.Option(None, "--arch", help="Only entries of this architecture."),
@@ -50,7 +42,6 @@ def list_command(
     console.print(table(title, ["name", "weights", "top-1"], rows))
 
 
-@zoo_app.command("info")
 def info_command(name: str = Name, as_json: bool = opt.JsonOut) -> None:
     """Show an entry's card: what it is, its files and checksums, accuracy, recipe and citation."""
     from realspike_cli.cli.render import console, print_json, table
@@ -82,7 +73,6 @@ def info_command(name: str = Name, as_json: bool = opt.JsonOut) -> None:
         typer.echo(f"\n{text.strip()}")
 
 
-@zoo_app.command("pull")
 def pull_command(
     name: str = Name,
     form: Form = typer.Option(Form.TRAIN, "--form", help="Training form or inference form (binary spikes)."),
@@ -108,7 +98,6 @@ def pull_command(
     typer.echo(str(pulled.path))  # stdout carries only the path, so CKPT=$(realspike zoo pull ...) works
 
 
-@zoo_app.command("push")
 def push_command(
     checkpoint: Path = opt.CheckpointArg,
     repo: str = typer.Option(..., "--repo", help="Hub repository OWNER/NAME (created if missing)."),
