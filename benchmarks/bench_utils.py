@@ -13,8 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from realspike_cli.core.models import build_model
 from realspike_cli.core.neuron import LIFNeuron
-from realspike_cli.core.registry import build_model
 from realspike_cli.core.specs import ModelSpec, NeuronSpec
 
 

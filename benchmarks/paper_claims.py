@@ -61,7 +61,7 @@ def train_and_measure(data, seed: int, steps: int, spike: str, args: argparse.Na
         pass
     model, _ = load_checkpoint(out / "last.safetensors") if (out / "last.safetensors").exists() else (None, None)
     if model is None:  # a smoke run stopped before the first epoch ended: use the resume state
-        from realspike_cli.core.registry import build_model
+        from realspike_cli.core.models import build_model
 
         model = build_model(spec)
         model.load_state_dict(torch.load(out / "resume.pt", weights_only=True)["model"])

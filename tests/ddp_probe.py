@@ -44,7 +44,7 @@ def _install(out: Path) -> None:
         evals[-1].update(images=result.images, top1=result.top1, loss=result.loss)
         return result
 
-    run = T._Trainer.run
+    run = T.Trainer.run
 
     def probed_run(self):
         last = None
@@ -63,7 +63,7 @@ def _install(out: Path) -> None:
         }
         (out / f"rank{self.dist.rank}.json").write_text(json.dumps(report))
 
-    E.evaluate_sums, T.evaluate_sharded, T._Trainer.run = evaluate_sums, evaluate_sharded, probed_run
+    E.evaluate_sums, T.evaluate_sharded, T.Trainer.run = evaluate_sums, evaluate_sharded, probed_run
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from realspike_cli.core.errors import UnknownNameError
+from realspike_cli.core.models import arch_entry, build_model, list_archs, register_arch
 from realspike_cli.core.neuron import LIFNeuron, RealSpike
-from realspike_cli.core.registry import arch_entry, build_model, list_archs, register_arch
 from realspike_cli.core.specs import ModelSpec
 from tests.conftest import tiny_spec
 

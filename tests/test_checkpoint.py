@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from realspike_cli.core.checkpoint import SCHEMA, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from realspike_cli.core.errors import CheckpointError
-from realspike_cli.core.registry import build_model
+from realspike_cli.core.models import build_model
 from tests.conftest import tiny_spec
 
 

@@ -9,7 +9,7 @@ import torch
 
 from realspike_cli.cli.app import main
 from realspike_cli.core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, read_meta, save_checkpoint
-from realspike_cli.core.registry import build_model
+from realspike_cli.core.models import build_model
 from tests.conftest import tiny_spec
 
 

@@ -20,8 +20,8 @@ from realspike_cli.core.errors import ReparamError
 from realspike_cli.core.export import ExportError, ExportOptions, export_checkpoint
 from realspike_cli.core.export.common import load_inference
 from realspike_cli.core.export.nir_export import run_with_spike_counts
+from realspike_cli.core.models import arch_entry, build_model, list_archs
 from realspike_cli.core.neuron import RealSpike
-from realspike_cli.core.registry import arch_entry, build_model, list_archs
 from realspike_cli.core.reparam import to_inference
 from realspike_cli.core.specs import ModelSpec, NeuronSpec
 from tests.conftest import randomize_batchnorm

@@ -80,16 +80,17 @@ def test_rows_view_roundtrip_keeps_memory_and_layout():
 
 
 def test_backend_selection(monkeypatch):
+    from realspike_cli.core.errors import ConfigError
+
     monkeypatch.delenv(kernels.ENV_BACKEND, raising=False)
     assert kernels.default_backend() == "eager"
     monkeypatch.setenv(kernels.ENV_BACKEND, "compiled")
     assert kernels.default_backend() == "compiled"
-    kernels.set_default_backend("eager")
-    try:
-        assert kernels.default_backend() == "eager"
-    finally:
-        kernels.set_default_backend(None)
-    with pytest.raises(ValueError, match="unknown LIF backend"):
+    assert not hasattr(kernels, "set_default_backend")  # no process-wide setter to leak between models
+    monkeypatch.setenv(kernels.ENV_BACKEND, "bogus")
+    with pytest.raises(ConfigError, match="REALSPIKE_LIF_BACKEND='bogus' is not a LIF backend"):
+        kernels.default_backend()
+    with pytest.raises(ConfigError, match="unknown LIF backend"):
         LIFNeuron(NeuronSpec(), 2, backend="cuda")
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from realspike_cli.core.errors import ReparamError
+from realspike_cli.core.models import arch_entry, build_model, list_archs
 from realspike_cli.core.neuron import LIFNeuron, RealSpike, SpikeActivation
-from realspike_cli.core.registry import arch_entry, build_model, list_archs
 from realspike_cli.core.reparam import (
     RULES,
     check_equivalence,

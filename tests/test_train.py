@@ -10,10 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from realspike_cli.core.checkpointer import Checkpointer
 from realspike_cli.core.datasets import load_dataset
 from realspike_cli.core.errors import ConfigError
+from realspike_cli.core.events import EpochDone, Finished, Stopped
 from realspike_cli.core.specs import TrainConfig
-from realspike_cli.core.train import EpochDone, Finished, RunOptions, Stopped, fit, make_optimizer
+from realspike_cli.core.train import RunOptions, make_optimizer, train_events
 from tests.conftest import tiny_spec
 
 SPEC = tiny_spec("small_convnet", "element", time_steps=2, num_classes=10, in_channels=1)
@@ -25,8 +27,9 @@ def mnist():
     return load_dataset("mnist10k")
 
 
-def run(data, out, cfg=CFG, **opts):
-    return list(fit(SPEC, data, cfg, RunOptions(out_dir=out, **opts)))
+def run(data, out, cfg=CFG, resume=False, overwrite=False, **opts):
+    files = Checkpointer(out, resume=resume, overwrite=overwrite)
+    return list(train_events(SPEC, data, cfg, options=RunOptions(**opts), callbacks=[files]))
 
 
 def metrics(path):
@@ -61,7 +64,7 @@ def test_refuses_to_reuse_a_run_directory(mnist, tmp_path):
 
 
 def test_weight_decay_only_on_conv_and_linear_weights():
-    from realspike_cli.core.registry import build_model
+    from realspike_cli.core.models import build_model
 
     model = build_model(tiny_spec("resnet20", "element"))
     decayed, plain = make_optimizer(model, CFG).param_groups
@@ -82,17 +85,17 @@ def test_channels_last_trains_and_saves_standard_checkpoints(mnist, tmp_path):
 
 def test_lif_backend_option_applies_to_this_model_only():
     from realspike_cli.core import kernels
+    from realspike_cli.core.models import build_model
     from realspike_cli.core.neuron import LIFNeuron
-    from realspike_cli.core.registry import build_model
-    from realspike_cli.core.train import _use_lif_backend
+    from realspike_cli.core.train import use_lif_backend
 
     model, other = build_model(SPEC), build_model(SPEC)
-    _use_lif_backend(model, "compiled")
+    use_lif_backend(model, "compiled")
     assert {m.backend for m in model.modules() if isinstance(m, LIFNeuron)} == {"compiled"}
     assert {m.backend for m in other.modules() if isinstance(m, LIFNeuron)} == {None}
     assert kernels.default_backend() == "eager"
     with pytest.raises(ConfigError, match="unknown LIF backend 'fused'"):
-        _use_lif_backend(model, "fused")
+        use_lif_backend(model, "fused")
 
 
 def test_compile_option_trains_through_the_compiled_module_and_saves_plain_names(mnist, tmp_path, monkeypatch):

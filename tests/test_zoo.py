@@ -95,8 +95,8 @@ def expected_command(name: str) -> str:
     import dataclasses
 
     from realspike_cli.core.datasets import dataset_info
+    from realspike_cli.core.models import arch_entry
     from realspike_cli.core.recipes import recipe
-    from realspike_cli.core.registry import arch_entry
     from realspike_cli.core.specs import ModelSpec, NeuronSpec, TrainConfig
     from realspike_cli.core.train import recipe_command
 

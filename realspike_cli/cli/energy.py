@@ -118,7 +118,7 @@ def _forms(model, meta) -> tuple[dict[str, Any], Any, list[str]]:
     import copy
 
     from realspike_cli.core.errors import ReparamError
-    from realspike_cli.core.registry import build_model
+    from realspike_cli.core.models import build_model
     from realspike_cli.core.reparam import to_inference
     from realspike_cli.core.specs import Form
 

@@ -10,8 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from realspike_cli.cli.render import console, percent
 
 
-def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) -> None:
-    from realspike_cli.core import train as T
+def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str, files: Any) -> Any:
+    """Show the run; returns its last event (Finished or Stopped)."""
+    from realspike_cli.core import events as T
 
     progress = Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -23,11 +24,11 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) ->
         console=console,
         transient=True,
     )
-    task = None
+    task = ev = None
     with progress:
         for ev in events:
             if isinstance(ev, T.RunStarted):
-                console.print(_run_header(ev, spec, cfg, dataset))
+                console.print(_run_header(ev, spec, cfg, dataset, files.out))
             elif isinstance(ev, T.EpochStarted):
                 if task is not None:
                     progress.remove_task(task)
@@ -46,13 +47,14 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str) ->
                 )
             elif isinstance(ev, T.Stopped):
                 console.print(f"[yellow]stopped ({ev.reason}) at epoch {ev.epoch + 1}, step {ev.step}[/]; "
-                              f"continue with the same command plus --resume ({ev.resume_path})")
+                              f"continue with the same command plus --resume ({files.resume_path})")
             elif isinstance(ev, T.Finished):
                 console.print(f"[bold green]done[/]: best test top-1 {percent(ev.best_top1)} at epoch {ev.best_epoch} "
-                              f"→ {ev.best_path}")
+                              f"→ {files.best_path}")
+    return ev
 
 
-def _run_header(ev: Any, spec: Any, cfg: Any, dataset: str) -> str:
+def _run_header(ev: Any, spec: Any, cfg: Any, dataset: str, out_dir: Any) -> str:
     resuming = ev.start_epoch or ev.start_step
     where = f"resuming at epoch {ev.start_epoch + 1}, step {ev.start_step}" if resuming else "new run"
     device = f"device {ev.device}"
@@ -60,4 +62,4 @@ def _run_header(ev: Any, spec: Any, cfg: Any, dataset: str) -> str:
         device += (f" ×{ev.world_size} processes ({ev.backend}), global batch "
                    f"{ev.world_size} × {cfg.batch_size} = {ev.world_size * cfg.batch_size}")
     return (f"[bold]{spec.arch}[/] on {dataset}: T={spec.time_steps}, spike={spec.spike.value}, "
-            f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, {device}, {where} → {ev.out_dir}")
+            f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, {device}, {where} → {out_dir}")

@@ -70,19 +70,20 @@ def train(
     compile_model: bool = typer.Option(
         False, "--compile", help="torch.compile the training step (the first step compiles: a minute or more on CPU)."
     ),
-) -> None:
+) -> int:
     """Train a Real Spike SNN; writes best/last checkpoints, metrics.jsonl and resume state.
 
     Multi-GPU / multi-node: launch with torchrun (see docs/distributed.md)."""
     if list_recipes:
         _print_recipes()
-        return
+        return 0
     flags = dict(locals())
     dataset = flags["dataset"] = _resolve_dataset(dataset, recipe)
     from realspike_cli.core import distributed as D
+    from realspike_cli.core.checkpointer import Checkpointer
     from realspike_cli.core.datasets import DataOptions, load_dataset
     from realspike_cli.core.runtime import keep_freed_memory
-    from realspike_cli.core.train import RunOptions, fit, resolve_device
+    from realspike_cli.core.train import RunOptions, resolve_device, train_events
 
     with _errors_once_per_run(D.env_rank()) as shared:
         keep_freed_memory()
@@ -93,40 +94,37 @@ def train(
         D.check_sync_bn(sync_bn, launched, kind)
         out = out or Path("runs") / f"{dataset}-{spec.arch}-t{spec.time_steps}-{spec.spike.value}"
         options = DataOptions(data_dir=data_dir, download=download, augment=cfg.augment, time_steps=spec.time_steps)
-        run = RunOptions(
-            out_dir=out,
-            device=device,
-            workers=workers,
-            resume=resume,
-            overwrite=overwrite,
-            max_steps=max_steps,
-            save_every=save_every,
-            sync_bn=sync_bn,
-            lif_backend=lif_backend,
-            channels_last=channels_last,
-            compile=compile_model,
-        )
+        run = RunOptions(device=device, workers=workers, max_steps=max_steps, sync_bn=sync_bn,
+                         lif_backend=lif_backend, channels_last=channels_last, compile=compile_model)
+        files = Checkpointer(out, resume=resume, overwrite=overwrite, save_every=save_every)
         shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
         with D.distributed(device) as ctx:
             # Rank 0 first when downloading, so ranks do not race to write the same files.
             load = lambda: load_dataset(dataset, options)  # noqa: E731
             data = ctx.main_first(load) if download else load()
-            events = fit(spec, data, cfg, run, ctx)
+            events = train_events(spec, data, cfg, options=run, callbacks=[files], dist=ctx)
+            last = None
             if ctx.is_main:
                 from realspike_cli.cli.progress import render_training
 
-                render_training(events, spec, cfg, dataset)
+                last = render_training(events, spec, cfg, dataset, files)
             else:
-                for _ in events:  # every rank must take every step
-                    pass
+                for event in events:  # every rank must take every step
+                    last = event
+    return STOP_EXIT_CODES.get(getattr(last, "reason", ""), 0)
+
+
+# A run stopped by a signal saved its resume point and exits like a process killed by that signal would
+# (128 + signal number), so `realspike train ... && next` does not go on after Ctrl-C.
+STOP_EXIT_CODES = {"interrupted": 130, "terminated": 143}
 
 
 def _spec_and_config(f: dict[str, Any]) -> tuple[Any, Any]:
     """The model spec and training recipe from the command's flags, data set defaults filling the gaps."""
     from realspike_cli.core.datasets import dataset_info
+    from realspike_cli.core.models import arch_entry
     from realspike_cli.core.recipes import dataset_defaults
     from realspike_cli.core.recipes import recipe as recipe_by_name
-    from realspike_cli.core.registry import arch_entry
     from realspike_cli.core.specs import ModelSpec, NeuronSpec, TrainConfig
 
     info = dataset_info(f["dataset"])

@@ -6,6 +6,7 @@ Writes are atomic (temporary file + fsync + rename) and never replace an existin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ class CheckpointMeta:
     schema: int = SCHEMA
     versions: dict[str, str] = field(default_factory=dict)
     created_utc: str = ""
+    provider: dict[str, str] | None = None  # {"distribution", "version"} of a plugin architecture
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class CheckpointMeta:
             "equivalence": self.equivalence,
             "versions": self.versions or {"realspike": __version__, "torch": torch.__version__.split("+")[0]},
             "created_utc": self.created_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "provider": self.provider,
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class CheckpointMeta:
             schema=int(d["schema"]),
             versions=dict(d.get("versions", {})),
             created_utc=d.get("created_utc", ""),
+            provider=d.get("provider"),
         )
 
 
@@ -103,14 +107,26 @@ def _umask() -> int:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, *, overwrite: bool = False) -> Path:
-    """Write `model`'s state_dict and `meta` atomically; refuses to replace a file unless `overwrite`."""
+    """Write `model`'s state_dict and `meta` atomically; refuses to replace a file unless `overwrite`.
+
+    The package that provides a plugin architecture (and its version) is recorded, so that loading the file
+    where it is missing can say what to install."""
     from safetensors.torch import save_file
 
+    if meta.provider is None:
+        meta = dataclasses.replace(meta, provider=_provider(meta.spec.arch))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     header = {"format": "pt", "realspike": json.dumps(meta.to_dict(), sort_keys=True)}
     path = Path(path)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=overwrite)
     return path
+
+
+def _provider(arch: str) -> dict[str, str] | None:
+    from realspike_cli.core.registry import find_arch
+
+    entry = find_arch(arch)
+    return entry.provider_dict() if entry is not None else None
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
@@ -145,11 +161,17 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 
 
 def build_from_meta(meta: CheckpointMeta) -> nn.Module:
-    """The module structure a checkpoint's weights belong to: the only place that maps form -> structure."""
-    from realspike_cli.core.registry import build_model
+    """The module structure a checkpoint's weights belong to: the only place that maps form -> structure.
 
-    torch.manual_seed(0)  # values are overwritten by the weights; seeding only keeps construction quiet
-    model = build_model(meta.spec)
+    The caller's global RNG is left as it was (the initial values are overwritten by the weights anyway)."""
+    from realspike_cli.core.errors import UnknownNameError
+    from realspike_cli.core.models import build_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(meta.spec)
+    except UnknownNameError as exc:
+        raise CheckpointError(_missing_architecture(meta, exc)) from None
     if meta.form is Form.INFERENCE:
         from realspike_cli.core.reparam import to_inference
 
@@ -158,12 +180,25 @@ def build_from_meta(meta: CheckpointMeta) -> nn.Module:
     return model
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMeta]:
-    """Rebuild the model from the file alone and load its weights strictly; returns it in eval mode."""
+def _missing_architecture(meta: CheckpointMeta, exc: Exception) -> str:
+    p = meta.provider or {}
+    if p.get("distribution"):
+        version = f"=={p['version']}" if p.get("version") else ""
+        return (f"architecture {meta.spec.arch!r} of this checkpoint comes from the package "
+                f"{p['distribution']!r} {p.get('version', '')}, which is not installed: pip install "
+                f"'{p['distribution']}{version}'")
+    return f"{exc}; the checkpoint does not name a package that provides it"
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", *, model: nn.Module | None = None
+) -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the model from the file alone (or use `model`, e.g. an unregistered network of your own) and
+    load its weights strictly; returns it in eval mode."""
     from safetensors.torch import load_file
 
     meta = read_meta(path)
-    model = build_from_meta(meta)
+    model = build_from_meta(meta) if model is None else model
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:

@@ -55,12 +55,6 @@ class DistContext:
         dist.all_reduce(work, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
         return work.to(tensor.device)
 
-    def any_rank(self, flag: bool) -> bool:
-        """True on every rank when it is true on any; keeps a stop request (Ctrl-C on one node) in lockstep."""
-        if not self.enabled:
-            return flag
-        return bool(self.all_reduce(torch.tensor([int(flag)]), op="max")[0])
-
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order, on every rank."""
         if not self.enabled:
@@ -68,10 +62,6 @@ class DistContext:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
 
     def sync_buffers(self, model: nn.Module) -> None:
         """Copy rank 0's buffers (BatchNorm running statistics) to every rank.

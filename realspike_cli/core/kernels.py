@@ -12,27 +12,25 @@ from collections.abc import Callable
 
 import torch
 
+from realspike_cli.core.errors import ConfigError
+
 BACKENDS = ("eager", "compiled")
 ENV_BACKEND = "REALSPIKE_LIF_BACKEND"
-_default_backend: str | None = None
 compile_seconds: dict[str, float] = {}  # first-call time of each compiled kernel, for reports
 
 
 def default_backend() -> str:
-    """`set_default_backend(...)`, else $REALSPIKE_LIF_BACKEND, else "eager" (compiling costs seconds)."""
-    name = _default_backend or os.environ.get(ENV_BACKEND) or "eager"
-    return check_backend(name)
-
-
-def set_default_backend(name: str | None) -> None:
-    """Backend of every LIFNeuron built with backend=None; None goes back to the environment/"eager"."""
-    global _default_backend
-    _default_backend = None if name is None else check_backend(name)
+    """The backend of a LIFNeuron built with backend=None: $REALSPIKE_LIF_BACKEND, else "eager" (compiling
+    costs seconds). There is deliberately no setter: a process-wide default would leak into every model."""
+    name = os.environ.get(ENV_BACKEND) or "eager"
+    if name not in BACKENDS:
+        raise ConfigError(f"{ENV_BACKEND}={name!r} is not a LIF backend (choose from: {', '.join(BACKENDS)})")
+    return name
 
 
 def check_backend(name: str) -> str:
     if name not in BACKENDS:
-        raise ValueError(f"unknown LIF backend {name!r} (choose from: {', '.join(BACKENDS)})")
+        raise ConfigError(f"unknown LIF backend {name!r} (choose from: {', '.join(BACKENDS)})")
     return name
 
 

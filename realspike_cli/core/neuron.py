@@ -76,7 +76,7 @@ class LIFNeuron(nn.Module):
 
     `backend`: "eager" (ATen ops, no start-up cost) or "compiled" (one fused inductor kernel per direction,
     C++ on CPU, Triton on CUDA; a few seconds of compilation at the first call); None follows
-    `kernels.default_backend()` at call time.
+    `kernels.default_backend()` ($REALSPIKE_LIF_BACKEND or eager) at call time.
     """
 
     def __init__(self, spec: NeuronSpec, time_steps: int, backend: str | None = None) -> None:

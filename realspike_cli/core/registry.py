@@ -1,16 +1,24 @@
-"""Architecture registry: `@register_arch("name")` on a builder `fn(spec) -> nn.Module`, looked up as in timm."""
+"""Architecture registry: `@register_arch("name")` on a builder `fn(spec) -> nn.Module`, as in timm.
+
+The registry imports no architecture: providers (`core.archs`, plugins) import it and register themselves;
+`core.models` is the factory that makes sure they are loaded before a lookup.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from realspike_cli.core.errors import UnknownNameError
-from realspike_cli.core.specs import ModelSpec
 
-Builder = Callable[[ModelSpec], nn.Module]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from realspike_cli.core.plugins import Provider
+    from realspike_cli.core.specs import ModelSpec
+
+Builder = Callable[["ModelSpec"], "nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,10 @@ class ArchEntry:
     default_neuron: str
     description: str
     source: str
+    provider: Provider | None = None  # the installed distribution of a plugin architecture; None: realspike
+
+    def provider_dict(self) -> dict[str, Any] | None:
+        return None if self.provider is None else self.provider.to_dict()
 
 
 _ARCHS: dict[str, ArchEntry] = {}
@@ -31,30 +43,24 @@ def register_arch(
     """Register a model builder; a duplicate name is an error."""
 
     def decorate(fn: Builder) -> Builder:
+        from realspike_cli.core.plugins import provider_of_module
+
         if name in _ARCHS:
             raise ValueError(f"architecture {name!r} is registered twice")
-        _ARCHS[name] = ArchEntry(name, fn, default_neuron, description or (fn.__doc__ or "").strip(), source)
+        doc = description or (fn.__doc__ or "").strip()
+        _ARCHS[name] = ArchEntry(name, fn, default_neuron, doc, source, provider_of_module(fn.__module__))
         return fn
 
     return decorate
 
 
-def _load_builtin() -> None:
-    from realspike_cli.core.archs import resnet, small, vgg  # noqa: F401  (registration on import)
+def registered_archs() -> dict[str, ArchEntry]:
+    """The architectures registered so far (a copy)."""
+    return dict(_ARCHS)
 
 
-def list_archs() -> list[str]:
-    _load_builtin()
-    return sorted(_ARCHS)
-
-
-def arch_entry(name: str) -> ArchEntry:
-    _load_builtin()
-    if name not in _ARCHS:
-        raise UnknownNameError("architecture", name, _ARCHS)
-    return _ARCHS[name]
-
-
-def build_model(spec: ModelSpec) -> nn.Module:
-    """Build the training form of `spec.arch` for `spec`'s input shape, time steps, neuron and spike setting."""
-    return arch_entry(spec.arch).builder(spec)
+def find_arch(name: str, *, required: bool = False) -> ArchEntry | None:
+    """The entry of `name` if registered; with `required`, UnknownNameError ("did you mean") otherwise."""
+    if name in _ARCHS or not required:
+        return _ARCHS.get(name)
+    raise UnknownNameError("architecture", name, _ARCHS)

@@ -1,1 +1,3 @@
-"""Architectures; each module registers its builders with `@register_arch`."""
+"""The built-in architectures; importing this package registers them (each module uses `@register_arch`)."""
+
+from realspike_cli.core.archs import resnet, small, vgg  # noqa: F401

@@ -1,0 +1,155 @@
+"""A training callback that owns a run directory: best/last checkpoints, metrics.jsonl and an exact resume point.
+
+Layout of `out_dir`: best.safetensors and last.safetensors (checkpoints that rebuild the model on their own),
+metrics.jsonl (one JSON line per epoch) and resume.pt (model, optimizer, schedule, position and every rank's
+RNG state; tensors and strings only, read back with `torch.load(weights_only=True)`). Under torchrun every
+rank runs this callback (the resume point gathers each rank's RNG state) and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from realspike_cli.core.checkpoint import CheckpointMeta, atomic_write, save_checkpoint
+from realspike_cli.core.errors import CheckpointError, ConfigError
+from realspike_cli.core.events import Callback, EpochDone, Event, StepDone, Stopped
+
+if TYPE_CHECKING:
+    from realspike_cli.core.train import Trainer
+
+RESUME_FILE = "resume.pt"
+RUN_FILES = ("best.safetensors", "last.safetensors", "metrics.jsonl", RESUME_FILE)
+
+
+class Checkpointer(Callback):
+    """Writes the run directory; `resume=True` continues the run saved there exactly where it stopped.
+
+    A directory that already holds a run is refused unless `resume` or `overwrite` is given.
+    `save_every` also saves the resume point every N steps (it is always saved after each epoch and when
+    the run stops early).
+    """
+
+    def __init__(self, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 save_every: int = 0) -> None:
+        if save_every < 0:
+            raise ConfigError(f"save_every must be non-negative, got {save_every}")
+        self.out = Path(out_dir)
+        self.resume, self.overwrite, self.save_every = resume, overwrite, save_every
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.safetensors"
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.safetensors"
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out / RESUME_FILE
+
+    # callback --------------------------------------------------------------------------------------------
+    def on_start(self, trainer: Trainer) -> None:
+        """Rank 0 checks the directory and reads the resume file; every rank then loads that same state."""
+        if trainer.spec is None:
+            raise ConfigError(
+                "a Checkpointer writes checkpoints that rebuild the model from their metadata, so the model "
+                "must come from a ModelSpec (create_model / a registered architecture); register your "
+                "architecture with @register_arch, or train without a Checkpointer and save it yourself"
+            )
+        state = trainer.dist.from_main(lambda: self._claim(trainer))
+        if state is not None:
+            trainer.load_state_dict(state)
+            if trainer.dist.is_main:
+                self._rewrite_metrics(trainer.history)
+
+    def on_event(self, event: Event, trainer: Trainer) -> None:
+        if isinstance(event, EpochDone):
+            if trainer.dist.is_main:
+                with open(self.out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(event.record) + "\n")
+                self._save_weights(self.last_path, trainer, event)
+                if event.is_best:
+                    self._save_weights(self.best_path, trainer, event)
+            self.save_resume(trainer)
+        elif isinstance(event, Stopped):
+            self.save_resume(trainer)
+        elif isinstance(event, StepDone) and self.save_every and trainer.global_step % self.save_every == 0:
+            self.save_resume(trainer)
+
+    # the directory ---------------------------------------------------------------------------------------
+    def _claim(self, trainer: Trainer) -> dict[str, Any] | None:
+        existing = [f for f in RUN_FILES if (self.out / f).exists()]
+        if self.resume:
+            if not self.resume_path.exists():
+                raise CheckpointError(f"nothing to resume: {self.resume_path} does not exist")
+            state = self._read_resume(trainer)
+        elif existing and not self.overwrite:
+            raise ConfigError(
+                f"run directory {self.out} already holds a run ({', '.join(existing)}); "
+                "pass --resume to continue it, --overwrite to start again, or choose another --out"
+            )
+        else:
+            state = None
+            for f in existing:
+                (self.out / f).unlink()
+        self.out.mkdir(parents=True, exist_ok=True)
+        return state
+
+    def save_resume(self, trainer: Trainer) -> Path:
+        """Called on every rank (each one's RNG state is gathered); only rank 0 writes."""
+        rank_rng = trainer.dist.gather(torch.get_rng_state())
+        if trainer.dist.is_main:
+            state = trainer.state_dict(rank_rng)
+            atomic_write(self.resume_path, lambda tmp: torch.save(state, tmp), overwrite=True)
+        return self.resume_path
+
+    def _read_resume(self, trainer: Trainer) -> dict[str, Any]:
+        path = self.resume_path
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__})") from None
+        spec = trainer.spec.to_dict() if trainer.spec else None
+        if json.loads(state["spec"]) != spec or state["dataset"] != trainer.dataset_name:
+            raise ConfigError(f"{path} was made for a different model or data set; resume with the same options")
+        if json.loads(state["config"]) != trainer.cfg.to_dict():
+            raise ConfigError(f"{path} was made with a different training recipe; resume with the same options")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != trainer.dist.world_size:
+            # Another process count changes the global batch, the shards and the steps per epoch (the schedule).
+            raise ConfigError(
+                f"{path} was written by a run of {saved_world} process(es); resume it with the same "
+                f"number (this run has {trainer.dist.world_size})"
+            )
+        return state
+
+    def _rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
+        """Keep metrics.jsonl consistent with the resume point (a crash may have left a later line)."""
+        text = "".join(json.dumps(r) + "\n" for r in history)
+        atomic_write(self.out / "metrics.jsonl", lambda tmp: tmp.write_text(text), overwrite=True)
+
+    def _save_weights(self, path: Path, trainer: Trainer, event: EpochDone) -> None:
+        from realspike_cli.core.train import recipe_command
+
+        cfg, spec, world = trainer.cfg, trainer.spec, trainer.dist.world_size
+        recipe: dict[str, Any] = {"command": recipe_command(trainer.dataset_name, spec, cfg),
+                                  "train": cfg.to_dict(), "epochs_completed": event.epoch}
+        if world > 1:  # batch_size is per process: the global batch needs the process count
+            recipe["command"] = recipe["command"].replace(
+                "realspike train", f"torchrun --nproc-per-node {world} -m realspike_cli train", 1)
+            recipe["world_size"], recipe["global_batch_size"] = world, world * cfg.batch_size
+        r = event.record
+        meta = CheckpointMeta(
+            spec=spec,
+            dataset=trainer.dataset_name,
+            class_names=list(getattr(trainer.data.train, "classes", []) or []),
+            metrics={"test_top1": r["test_top1"], "test_top5": r["test_top5"], "test_loss": r["test_loss"],
+                     "epoch": event.epoch},
+            recipe=recipe,
+        )
+        save_checkpoint(path, trainer.model, meta, overwrite=True)
