@@ -23,13 +23,16 @@ import time
 from pathlib import Path
 
 import torch
+from paper_side_by_side import paired_differences, side_by_side_lines, verdict
 
 from realspike_cli.core.checkpoint import load_checkpoint
+from realspike_cli.core.checkpointer import Checkpointer
 from realspike_cli.core.conversion import compare_predictions
 from realspike_cli.core.datasets import load_dataset
 from realspike_cli.core.datasets.loaders import BatchStream
 from realspike_cli.core.evaluate import evaluate
 from realspike_cli.core.neuron import RealSpike
+from realspike_cli.core.paper_results import load_paper_results
 from realspike_cli.core.reparam import to_inference
 from realspike_cli.core.runtime import keep_freed_memory
 from realspike_cli.core.specs import ModelSpec, TrainConfig
@@ -57,15 +60,8 @@ def train_and_measure(data, seed: int, steps: int, spike: str, args: argparse.Na
     cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=0.05, seed=seed, augment="none")
     out = run_dir(args, {"arch": args.arch, "width": args.width, "T": steps, "spike": spike, "seed": seed})
     started = time.perf_counter()
-    for _ in fit(spec, data, cfg, RunOptions(out_dir=out, overwrite=True, max_steps=args.max_steps)):
-        pass
-    model, _ = load_checkpoint(out / "last.safetensors") if (out / "last.safetensors").exists() else (None, None)
-    if model is None:  # a smoke run stopped before the first epoch ended: use the resume state
-        from realspike_cli.core.models import build_model
-
-        model = build_model(spec)
-        model.load_state_dict(torch.load(out / "resume.pt", weights_only=True)["model"])
-        model.eval()
+    files = Checkpointer(out, overwrite=True)  # kept for --fill-float64
+    model = fit(spec, data, cfg, options=RunOptions(max_steps=args.max_steps), callbacks=[files]).eval()
     test = BatchStream(data.test, 500, shuffle=False)
     train_form = evaluate(model, test)
     inference = to_inference(model)
@@ -158,10 +154,26 @@ def write_report(results: list[dict], args: argparse.Namespace, path: Path) -> N
         f"augmentation, {args.epochs} epochs. Accuracies are test top-1 (%) of the **final** weights (no selection "
         "on the test set), mean ± sample std over seeds.",
     ]
+    groups = {n: [r for r in results if network_of(r) == n] for n in networks(results)}
+    lines += side_by_side_lines(load_paper_results(), groups, parameter_counts(list(groups)), args.epochs)
     for arch, width in networks(results):
         group = [r for r in results if network_of(r) == (arch, width)]
         lines += network_report(group, arch, width)
     path.write_text("\n".join(lines) + "\n")
+
+
+def parameter_counts(nets: list[tuple[str, float]]) -> dict[str, int]:
+    """Binary-spike parameter counts: each network as measured here, and the paper's full-width ResNet20."""
+    from realspike_cli.core.models import build_model
+
+    def count(arch: str, width: float, channels: int, size: int) -> int:
+        spec = ModelSpec(arch=arch, num_classes=10, in_channels=channels, input_size=(size, size), time_steps=4,
+                         spike="binary", arch_kwargs={"width": width} if width != 1.0 else {})
+        return sum(p.numel() for p in build_model(spec).parameters())
+
+    counts = {f"{a}-{w}": count(a, w, 1, 28) for a, w in nets}
+    counts["resnet20-1.0"] = count("resnet20", 1.0, 3, 32)
+    return counts
 
 
 def network_report(results: list[dict], arch: str, width: float) -> list[str]:
@@ -179,7 +191,7 @@ def network_report(results: list[dict], arch: str, width: float) -> list[str]:
         b, e = rows_for(results, steps, "binary"), rows_for(results, steps, "element")
         if not b or not e:
             continue
-        diffs = [100 * (x["top1_train_form"] - y["top1_train_form"]) for x, y in zip(e, b, strict=True)]
+        diffs = paired_differences(results, steps, "element", "binary")
         wins = sum(d > 0 for d in diffs)
         spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
         binary, element = mean_std([r["top1_train_form"] for r in b]), mean_std([r["top1_train_form"] for r in e])
@@ -240,14 +252,12 @@ def verdict_lines(results: list[dict]) -> list[str]:
     """What the numbers say, computed rather than written by hand, so a re-run cannot contradict it."""
     lines = ["", "### What this shows", ""]
     for steps in (2, 4, 6):
-        b, e = rows_for(results, steps, "binary"), rows_for(results, steps, "element")
-        if len(b) < 2 or len(b) != len(e):
+        diffs = paired_differences(results, steps, "element", "binary")
+        if len(diffs) < 2:
             continue
-        diffs = [100 * (x["top1_train_form"] - y["top1_train_form"]) for x, y in zip(e, b, strict=True)]
         mean, spread = statistics.mean(diffs), statistics.stdev(diffs)
-        clear = abs(mean) > 2 * spread / len(diffs) ** 0.5  # about a 95 % interval of the mean difference
-        verdict = ("holds" if mean > 0 else "is reversed") if clear else "is not resolved (within seed variation)"
-        lines.append(f"- T = {steps}: element − binary = {mean:+.2f} ± {spread:.2f} points; Table 1's claim {verdict}.")
+        lines.append(f"- T = {steps}: element − binary = {mean:+.2f} ± {spread:.2f} points; Table 1's claim "
+                     f"(element > binary): {verdict(diffs)}.")
     agree = sum(r["agreement"] == 1.0 and r["top1_train_form"] == r["top1_inference_form"] for r in results)
     line = (
         f"- Inference form = training form: {agree} of {len(results)} models have identical accuracy and "

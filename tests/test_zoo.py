@@ -77,16 +77,33 @@ def write_catalogue(path: Path, *entries: str) -> Path:
 # --- the catalogue and what ships with it --------------------------------------------------------------
 
 
-def test_catalogue_covers_every_spike_setting_and_the_paper():
+# The 14 Real Spike rows of the paper's Table 3 (Guo et al., ECCV 2022), typed from the paper's text.
+TABLE3_ROWS = {("cifar10", "resnet19", 2), ("cifar10", "resnet19", 4), ("cifar10", "resnet19", 6),
+               ("cifar10", "resnet20", 5), ("cifar10", "resnet20", 10), ("cifar10", "vgg16", 5),
+               ("cifar10", "vgg16", 10), ("cifar100", "resnet20", 5), ("cifar100", "vgg16", 5),
+               ("cifar100", "vgg16", 10), ("imagenet", "sew_resnet18", 4), ("imagenet", "sew_resnet34", 4),
+               ("cifar10-dvs", "resnet19", 10), ("cifar10-dvs", "resnet20", 10)}
+
+
+def test_catalogue_covers_every_spike_setting_and_exactly_the_papers_rows():
     assert {e.spike for e in TRAINED} == set(Spike) and all(e.dataset == "mnist10k" for e in TRAINED)
-    assert {(e.arch, e.dataset) for e in PAPER} >= {
-        ("resnet19", "cifar10"), ("resnet20", "cifar10"), ("vgg16", "cifar10"), ("resnet19", "cifar100"),
-        ("resnet20", "cifar100"), ("vgg16", "cifar100"), ("sew_resnet18", "imagenet"),
-        ("sew_resnet34", "imagenet"), ("resnet19", "cifar10-dvs"), ("resnet20", "cifar10-dvs")}
+    assert len(PAPER) == 14 and {(e.dataset, e.arch, e.time_steps) for e in PAPER} == TABLE3_ROWS
     for e in PAPER:
         assert not e.forms and e.repo is None and f"train {e.dataset}" in e.recipe and e.cite == ("guo2022",)
-    assert all(e.spike is Spike.CHANNEL and e.time_steps == 4 for e in PAPER if e.dataset == "imagenet")
-    assert all(e.time_steps == 10 for e in PAPER if e.dataset == "cifar10-dvs")
+        assert e.spike is (Spike.CHANNEL if e.dataset == "imagenet" else Spike.ELEMENT)
+    assert all(e.reported_top1 is None and e.paper_table is None for e in TRAINED)
+
+
+@pytest.mark.parametrize("entry", PAPER, ids=[e.name for e in PAPER])
+def test_paper_entries_carry_the_data_files_numbers(entry):
+    from realspike_cli.core.paper_results import load_paper_results
+
+    rows = load_paper_results(ROOT / "zoo" / "paper_results.toml").find(
+        entry.dataset, entry.arch, entry.time_steps, entry.spike.value)
+    (row,) = [r for r in rows if r.table == "Table 3"]
+    assert entry.paper_table == row.table == "Table 3"
+    assert abs(100 * entry.reported_top1 - row.top1) < 1e-9 and abs(100 * entry.reported_std - row.std) < 1e-9
+    assert entry.reported_accuracy == row.accuracy == f"{row.top1:.2f} ± {row.std:.2f}"
 
 
 def expected_command(name: str) -> str:
@@ -151,16 +168,47 @@ def test_shipped_weights_stay_small():
     assert sum(p.stat().st_size for p in WEIGHTS.rglob("*") if p.is_file()) < 10 * 2**20
 
 
+PAPER_ENTRY = ('[[entry]]\nname = "a"\nkind = "paper"\nspike = "element"\narch = "x"\ndataset = "d"\n'
+               'time_steps = 4\nrecipe = "r"\nlicence = "l"\nsummary = "s"\n')
+
+
 @pytest.mark.parametrize("body, expected", [
     ("[[entry]\n", "is not valid TOML"),
     ('[[entry]]\nname = "a"\nkind = "paper"\n', "zoo entry 'a': missing 'spike'"),
     ('[[entry]]\nname = "a"\nkind = "trained"\nspike = "element"\narch = "x"\ndataset = "d"\ntime_steps = 4\n'
      'recipe = "r"\nlicence = "l"\nsummary = "s"\n', "a trained entry lists its files"),
+    (PAPER_ENTRY + 'reported_top1 = 0.9\n', "zoo entry 'a': missing 'paper_table'"),
+    (PAPER_ENTRY + 'paper_table = "Table 3"\n', "zoo entry 'a': missing 'reported_top1'"),
+    (PAPER_ENTRY + 'paper_table = "Table 3"\nreported_top1 = 95.71\n', "must be a fraction in (0, 1]"),
+    (PAPER_ENTRY + 'paper_table = "Table 3"\nreported_top1 = nan\n', "must be a fraction in (0, 1]"),
+    (PAPER_ENTRY + 'paper_table = "Table 3"\nreported_top1 = 0.9\nreported_std = inf\n', "reported_std must"),
 ])
 def test_a_broken_catalogue_is_one_error_line(tmp_path, capsys, monkeypatch, body, expected):
     monkeypatch.setenv("REALSPIKE_ZOO_CATALOGUE", str(write_catalogue(tmp_path / "c.toml", body)))
     code, _, err = cli(capsys, "zoo", "list")
     assert_one_error_line(code, err, expected)
+
+
+def test_list_shows_the_papers_number_on_paper_rows_only(capsys, monkeypatch):
+    from realspike_cli.cli.render import console
+
+    monkeypatch.setattr(console, "width", 200)  # one row per line, nothing folded
+    code, out, _ = cli(capsys, "zoo", "list")
+    assert code == 0
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    for e in PAPER:
+        assert f"paper: {e.reported_accuracy}" in rows[e.name]
+    assert "paper: 95.71 ± 0.07" in rows["resnet19-cifar10-t6-element"]  # typed from Table 3
+    assert "paper: 67.69 ± 0.07" in rows["sew-resnet34-imagenet-t4-channel"]
+    assert out.count("paper:") == len(PAPER) and all("paper" not in rows[e.name] for e in TRAINED)
+
+
+def test_list_never_imports_torch():
+    code = ("import sys\nfrom realspike_cli.cli.app import main\ntry:\n    main(['zoo', 'list'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\nassert 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "paper: 95.71 ± 0.07" in done.stdout
 
 
 def test_list_filters_and_json(capsys):
@@ -180,6 +228,16 @@ def test_info_shows_the_card(capsys):
     assert entry.forms[next(iter(entry.forms))].sha256[:16] in out
 
 
+def test_info_of_a_paper_entry_cites_its_table(capsys, monkeypatch):
+    from realspike_cli.cli.render import console
+
+    monkeypatch.setattr(console, "width", 200)
+    code, out, _ = cli(capsys, "zoo", "info", "cifar10-resnet19-t6")
+    assert code == 0 and "Guo et al. (ECCV 2022), Table 3" in out
+    assert "95.71 ± 0.07 % (mean ± std over 3 trials)" in out and "@inproceedings{guo2022realspike" in out
+    assert "--recipe cifar10-resnet19-t6" in out and "best test top-1" in out
+
+
 def test_unknown_name_suggests_the_nearest(capsys):
     code, _, err = cli(capsys, "zoo", "pull", "resnet34-imagenett")
     assert_one_error_line(code, err, "did you mean 'resnet34-imagenet'")
@@ -194,6 +252,11 @@ def test_paper_entry_pull_gives_the_recipe_and_downloads_nothing(capsys):
     assert code == 3 and entry.arch == "sew_resnet34" and entry.dataset == "imagenet"
     assert out.startswith("sew-resnet34-imagenet-t4-channel:") and "nothing was downloaded" in out
     assert f"  {entry.recipe}\n" in out  # on one line, ready to copy
+    # The paper's ImageNet run: 200 epochs (Sec. 4.3), 67.69 ± 0.07 (Table 3), channel-wise, IF, T = 4.
+    assert "--epochs 200 " in entry.recipe and "--epochs 320" not in out
+    assert "--spike channel" in entry.recipe and "--neuron if" in entry.recipe and "--t 4 " in entry.recipe
+    assert "Table 3 reports 67.69 ± 0.07 % top-1 (mean ± std over 3 trials)" in out
+    assert "V_th = 0.5" in out and "--recipe imagenet-sew_resnet34-t4" in out
 
 
 def test_pull_from_mirror_by_flag_and_by_env(capsys, monkeypatch):

@@ -10,8 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from realspike_cli.cli.render import console, percent
 
 
-def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str, files: Any) -> Any:
-    """Show the run; returns its last event (Finished or Stopped)."""
+def render_training(
+    events: Iterable[Any], spec: Any, cfg: Any, dataset: str, files: Any, recipe: Any = None
+) -> Any:
+    """Show the run and return its last event (Finished or Stopped). `recipe` (a core.recipes.Recipe, from
+    --recipe): its paper number is printed before the first step and again beside the measured result."""
     from realspike_cli.core import events as T
 
     progress = Progress(
@@ -29,6 +32,8 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str, fi
         for ev in events:
             if isinstance(ev, T.RunStarted):
                 console.print(_run_header(ev, spec, cfg, dataset, files.out))
+                if recipe is not None:
+                    console.print(_recipe_header(recipe, spec, cfg), markup=False, highlight=False)
             elif isinstance(ev, T.EpochStarted):
                 if task is not None:
                     progress.remove_task(task)
@@ -51,6 +56,8 @@ def render_training(events: Iterable[Any], spec: Any, cfg: Any, dataset: str, fi
             elif isinstance(ev, T.Finished):
                 console.print(f"[bold green]done[/]: best test top-1 {percent(ev.best_top1)} at epoch {ev.best_epoch} "
                               f"→ {files.best_path}")
+                if recipe is not None:
+                    console.print(_beside_paper(ev, recipe), markup=False, highlight=False)
     return ev
 
 
@@ -63,3 +70,16 @@ def _run_header(ev: Any, spec: Any, cfg: Any, dataset: str, out_dir: Any) -> str
                    f"{ev.world_size} × {cfg.batch_size} = {ev.world_size * cfg.batch_size}")
     return (f"[bold]{spec.arch}[/] on {dataset}: T={spec.time_steps}, spike={spec.spike.value}, "
             f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, {device}, {where} → {out_dir}")
+
+
+def _recipe_header(recipe: Any, spec: Any, cfg: Any) -> str:
+    changed = recipe.departures(spec, cfg)
+    note = f" (this run departs from it: {', '.join(changed)})" if changed else ""
+    return f"recipe {recipe.name} aims for {recipe.target()}{note}"
+
+
+def _beside_paper(ev: Any, recipe: Any) -> str:
+    """The measured number next to the paper's: best on the test set (the paper's code selects it so) and last."""
+    last = ev.history[-1]["test_top1"] if ev.history else None
+    return (f"{recipe.target()}; measured here: {percent(ev.best_top1)} (best test top-1, epoch {ev.best_epoch}, "
+            f"selected on the test set as the paper's code does), last epoch {percent(last)}")

@@ -107,7 +107,7 @@ def train(
             if ctx.is_main:
                 from realspike_cli.cli.progress import render_training
 
-                last = render_training(events, spec, cfg, dataset, files)
+                last = render_training(events, spec, cfg, dataset, files, _named_recipe(recipe))
             else:
                 for event in events:  # every rank must take every step
                     last = event
@@ -165,17 +165,29 @@ def _resolve_dataset(dataset: str | None, recipe: str | None) -> str:
     return wanted
 
 
+def _named_recipe(name: str | None) -> Any:
+    """The Recipe behind --recipe (its target is printed before training and beside the result), or None."""
+    from realspike_cli.core.recipes import recipe as recipe_by_name
+
+    return recipe_by_name(name) if name else None
+
+
 def _print_recipes() -> None:
-    from realspike_cli.cli.render import console, percent, table
+    from realspike_cli.cli.render import console, table
     from realspike_cli.core.recipes import list_recipes
 
     rows = []
     for r in list_recipes():
-        s = r.settings()
-        top1 = percent(r.paper_top1) if r.paper_top1 is not None else "not confirmed"
-        rows.append([r.name, r.spike, f"{s['epochs']} × {s['batch_size']} × {r.gpus}", top1])
-    columns = ["recipe", "spike", "epochs × batch × GPUs", "paper top-1"]
-    console.print(table("named recipes (Guo et al. 2022, authors' released hyper-parameters)", columns, rows))
+        s, reported = r.settings(), r.reported()
+        accuracy = reported[0].accuracy if reported else "–"
+        where = ", ".join(x.table.removeprefix("Table ") for x in reported)
+        rows.append([r.name, r.spike, f"{s['epochs']} × {s['batch_size']} × {r.gpus}", accuracy, where])
+    columns = ["recipe", "spike", "epochs × batch × GPUs", "paper top-1 (%)", "table"]
+    console.print(table("named recipes: the configurations of Guo et al. 2022, Tables 1–3", columns, rows))
+    console.print("paper top-1: as printed; ± is the std over 3 trials (Table 3). Settings the paper leaves to its "
+                  "appendix follow the authors' released code (docs/getting-started.md). Model selection: the "
+                  "best test top-1 (best.safetensors), as the authors' code does; last.safetensors is unselected.",
+                  markup=False, highlight=False)
     console.print("run one with: realspike train --recipe NAME  (flags given as well override the recipe)")
 
 

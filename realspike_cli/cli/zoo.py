@@ -57,8 +57,8 @@ def info_command(name: str = Name, as_json: bool = opt.JsonOut) -> None:
     facts = [["kind", "trained here" if e.kind == "trained" else "paper result (recipe only)"],
              ["architecture", e.arch + (f" (width {e.width})" if e.width != 1.0 else "")], ["data set", e.dataset],
              ["time steps T", e.time_steps], ["spike setting", e.spike.value], ["hub repository", e.repo],
-             ["revision", e.revision], ["licence", e.licence], ["paper", e.paper_table],
-             ["reported top-1", _pct(e.reported_top1)], ["aliases", ", ".join(e.aliases) or None]]
+             ["revision", e.revision], ["licence", e.licence], ["paper", _paper_where(e)],
+             ["reported top-1", _reported(e)], ["aliases", ", ".join(e.aliases) or None]]
     console.print(table("entry", ["field", "value"], [row for row in facts if row[1] is not None]))
     if e.forms:
         rows = [[w.form.value, w.file, f"{w.size:,} B", _pct(w.top1), w.images] for w in e.forms.values()]
@@ -69,6 +69,8 @@ def info_command(name: str = Name, as_json: bool = opt.JsonOut) -> None:
     else:
         typer.echo("\nno weights are published for this entry; `realspike zoo pull` prints the recipe.")
     typer.echo(f"recipe: {e.recipe}")
+    if not e.forms:
+        _echo_named_recipe(e)
     for text in citations.values():
         typer.echo(f"\n{text.strip()}")
 
@@ -125,9 +127,24 @@ def _weights(entry: Entry) -> str:
 
 
 def _accuracy(entry: Entry) -> str:
+    """Measured top-1 of the published files; for a paper entry the paper's number ('paper: 95.71 ± 0.07')."""
     if entry.forms:
         return " / ".join(_pct(w.top1) or "–" for w in entry.forms.values())
-    return f"paper: {_pct(entry.reported_top1) or '–'}"
+    return f"paper: {entry.reported_accuracy}" if entry.reported_accuracy else "–"
+
+
+def _paper_where(entry: Entry) -> str | None:
+    if entry.paper_table is None:
+        return None
+    return f"Guo et al. (ECCV 2022), {entry.paper_table}" if "guo2022" in entry.cite else entry.paper_table
+
+
+def _reported(entry: Entry, what: str = "") -> str | None:
+    """'67.69 ± 0.07 %{what} (mean ± std over 3 trials)', the paper's digits."""
+    if entry.reported_accuracy is None:
+        return None
+    trials = " (mean ± std over 3 trials)" if entry.reported_std is not None and "guo2022" in entry.cite else ""
+    return f"{entry.reported_accuracy} %{what}{trials}"
 
 
 def _pct(value: float | None) -> str | None:
@@ -138,10 +155,21 @@ def _pct(value: float | None) -> str | None:
 
 def _explain_no_weights(entry: Entry) -> None:
     """The honest answer for a paper entry: what it is, that nothing was downloaded, and the recipe."""
-    reported = (f"Guo et al. (2022) report {_pct(entry.reported_top1)} top-1 ({entry.paper_table})."
-                if entry.reported_top1 is not None else
-                f"Paper result: {entry.paper_table}; its accuracy is not recorded in this catalogue.")
+    reported = (f"{_paper_where(entry)} reports {_reported(entry, ' top-1')}." if entry.reported_top1 is not None
+                else f"Paper result: {entry.paper_table}; its accuracy is not recorded in this catalogue.")
     typer.echo(f"{entry.name}: {entry.summary}")
     typer.echo(reported)
     typer.echo("This catalogue publishes no weights for this entry, so nothing was downloaded. Train them with:")
     typer.echo(f"  {entry.recipe}")
+    _echo_named_recipe(entry)
+
+
+def _echo_named_recipe(entry: Entry) -> None:
+    """The named recipe behind a paper entry's command: which one, how it selects, what it notes."""
+    from realspike_cli.core.recipes import RECIPES
+
+    named = next((RECIPES[a] for a in entry.aliases if a in RECIPES), None)
+    if named is not None:
+        typer.echo(f"(= realspike train --recipe {named.name}; it keeps {named.selection})")
+        if named.notes:
+            typer.echo(f"Note: {named.notes}.")

@@ -123,7 +123,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, *,
 
 
 def _provider(arch: str) -> dict[str, str] | None:
-    from realspike_cli.core.registry import find_arch
+    from realspike_cli.core.models import find_arch
 
     entry = find_arch(arch)
     return entry.provider_dict() if entry is not None else None

@@ -4,6 +4,7 @@ Hugging Face Hub or a local mirror with sha256 + metadata verification; push wit
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from realspike_cli import __version__
-from realspike_cli.core.checkpoint import atomic_write, file_sha256, read_meta
 from realspike_cli.core.errors import CheckpointError, RealSpikeError, UnknownNameError
 from realspike_cli.core.specs import Form, Spike
 from realspike_cli.core.zoo_card import catalogue_snippet, model_card
@@ -70,9 +70,18 @@ class Entry:
     width: float = 1.0
     repo: str | None = None
     revision: str | None = None
-    paper_table: str | None = None
-    reported_top1: float | None = None  # the paper's number, only where confirmed against the paper
+    paper_table: str | None = None  # e.g. "Table 3" of the cited paper
+    reported_top1: float | None = None  # the paper's number (a fraction), as zoo/paper_results.toml holds it
+    reported_std: float | None = None  # its "± s" over the paper's trials, where the paper prints one
     forms: dict[Form, Weights] = field(default_factory=dict)
+
+    @property
+    def reported_accuracy(self) -> str | None:
+        """The paper's number as the paper prints it, in percent: '95.71 ± 0.07' (None if none)."""
+        if self.reported_top1 is None:
+            return None
+        std = f" ± {100 * self.reported_std:.2f}" if self.reported_std is not None else ""
+        return f"{100 * self.reported_top1:.2f}{std}"
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "forms"}
@@ -106,28 +115,38 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+def zoo_file(name: str) -> Path:
+    """A reviewed file of zoo/: the copy inside an installed wheel, else zoo/ of a source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "_zoo" / name  # force-included into the wheel (pyproject.toml)
+    return packaged if packaged.is_file() else package.parent / "zoo" / name
+
+
 def catalogue_path() -> Path:
     """$REALSPIKE_ZOO_CATALOGUE, else the copy inside an installed wheel, else zoo/ of a source checkout."""
     if os.environ.get(CATALOGUE_ENV):
         return Path(os.environ[CATALOGUE_ENV])
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "_zoo" / "catalogue.toml"  # force-included into the wheel (pyproject.toml)
-    return packaged if packaged.is_file() else package.parent / "zoo" / "catalogue.toml"
+    return zoo_file("catalogue.toml")
 
 
-def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    """Parse and validate the catalogue; every problem names the entry and the key."""
-    path = Path(path) if path is not None else catalogue_path()
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; unreadable or invalid files are one ZooError line naming `what` and the path."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ZooError(f"cannot read the zoo catalogue {path}: {exc.strerror or exc}") from None
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZooError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ZooError(f"the zoo catalogue {path} is not valid TOML: {exc}") from None
+        raise ZooError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    """Parse and validate the catalogue; every problem names the entry and the key."""
+    path = Path(path) if path is not None else catalogue_path()
+    raw = read_toml(path, "the zoo catalogue")
     if raw.get("schema") != SCHEMA:
         raise ZooError(f"the zoo catalogue {path} has schema {raw.get('schema')!r}; this realspike reads {SCHEMA}")
     citations = dict(raw.get("citations", {}))
@@ -173,15 +192,29 @@ def _parse_entry(raw: dict, where: str, citations: dict[str, str]) -> Entry:
         raise ZooError(f"{where}: an entry with weights needs repo = 'owner/name', got {repo!r}")
     if (kind == "paper") == bool(forms):
         raise ZooError(f"{where}: a trained entry lists its files in [entry.forms.*]; a paper entry lists none")
+    reported = _parse_reported(raw, kind, where)
     return Entry(
         name=name, kind=kind, arch=_field(raw, "arch", str, where), dataset=_field(raw, "dataset", str, where),
         time_steps=_field(raw, "time_steps", int, where), spike=Spike(spike), recipe=_field(raw, "recipe", str, where),
         licence=_field(raw, "licence", str, where), summary=_field(raw, "summary", str, where), cite=cite,
         aliases=tuple(_field(raw, "aliases", list, where, [])), repo=repo, forms=forms,
         width=float(_field(raw, "width", (int, float), where, 1.0)), revision=_field(raw, "revision", str, where, None),
-        paper_table=_field(raw, "paper_table", str, where, None),
-        reported_top1=_field(raw, "reported_top1", float, where, None),
+        **reported,
     )
+
+
+def _parse_reported(raw: dict, kind: str, where: str) -> dict[str, Any]:
+    """A paper entry states the paper's number and its table; a fraction in (0, 1], its ± in [0, 1)."""
+    required = ... if kind == "paper" else None
+    reported = {"paper_table": _field(raw, "paper_table", str, where, required),
+                "reported_top1": _field(raw, "reported_top1", float, where, required),
+                "reported_std": _field(raw, "reported_std", float, where, None)}
+    top1, std = reported["reported_top1"], reported["reported_std"]
+    if top1 is not None and not (math.isfinite(top1) and 0 < top1 <= 1):
+        raise ZooError(f"{where}: reported_top1 must be a fraction in (0, 1] (0.9571 = 95.71 %), got {top1!r}")
+    if std is not None and (top1 is None or not (math.isfinite(std) and 0 <= std < 1)):
+        raise ZooError(f"{where}: reported_std must be a fraction in [0, 1) next to reported_top1, got {std!r}")
+    return reported
 
 
 def _parse_weights(raw: dict, form: Form, where: str) -> Weights:
@@ -254,6 +287,8 @@ def pull(name: str, form: Form | str = Form.TRAIN, *, mirror: str | Path | None 
 
 def check_file(path: Path, entry: Entry, weights: Weights) -> str:
     """Why `path` is not the catalogue's file (sha256 first, then the checkpoint's own metadata); '' if it is."""
+    from realspike_cli.core.checkpoint import file_sha256, read_meta
+
     digest = file_sha256(path)
     if digest != weights.sha256:
         return f"its sha256 {digest} is not the catalogue's {weights.sha256}"
@@ -322,6 +357,8 @@ def push(checkpoint: str | Path, repo: str, *, to: str | Path | None = None, fil
          licence: str = "mit", private: bool = False, overwrite: bool = False) -> Published:
     """Publish a checkpoint and its model card to the hub (create_repo + upload_folder), or with `to` into
     a mirror folder laid out as <to>/<owner>/<name>/; returns the catalogue entry to add."""
+    from realspike_cli.core.checkpoint import file_sha256, read_meta
+
     if not _REPO_ID.fullmatch(repo):
         raise ZooError(f"--repo must look like OWNER/NAME, got {repo!r}")
     checkpoint = Path(checkpoint)
@@ -346,6 +383,8 @@ def push(checkpoint: str | Path, repo: str, *, to: str | Path | None = None, fil
 
 def _other_files(dest: Path) -> dict[str, str]:
     """The other checkpoints already in a folder (e.g. the training form next to the inference form)."""
+    from realspike_cli.core.checkpoint import file_sha256, read_meta
+
     others = {}
     for path in sorted(dest.parent.glob("*.safetensors")) if dest.parent.is_dir() else []:
         if path.name != dest.name:
@@ -358,6 +397,8 @@ def _other_files(dest: Path) -> dict[str, str]:
 
 def _write_folder(src: Path, dest: Path, digest: str, card: str, overwrite: bool) -> None:
     """Copy the checkpoint byte for byte (unless already there) and write its card next to it."""
+    from realspike_cli.core.checkpoint import atomic_write, file_sha256
+
     if dest.exists() and file_sha256(dest) != digest and not overwrite:
         raise ZooError(f"{dest} already holds a different file; pass --overwrite to replace it")
     if not dest.exists() or file_sha256(dest) != digest:

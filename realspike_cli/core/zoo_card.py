@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from realspike_cli.core.checkpoint import CheckpointMeta
+if TYPE_CHECKING:  # checkpoint imports torch; `realspike zoo list` must not
+    from realspike_cli.core.checkpoint import CheckpointMeta
 
 # Hub data set ids for the card's `datasets:` field; data sets without one are named as realspike knows them.
 HUB_DATASETS = {"mnist10k": "ylecun/mnist", "cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
