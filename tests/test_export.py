@@ -385,6 +385,8 @@ def test_export_in_memory_refusals(tmp_path):
     assert (tmp_path / "taken.nir").read_text() == "keep me"
     with pytest.raises(ExportError, match=r"one neuron model and T for the whole network, but n1 is .*T=2.* n2 .*T=3"):
         export(BinaryNet(second_t=3).eval(), "nir", tmp_path / "m.nir", example_input=x)
+    with pytest.raises(ExportError, match=r"unknown encoding 'spikes' \(choose from: direct, frames\)"):
+        export(model, "nir", tmp_path / "m.nir", example_input=x, encoding="spikes")
     with pytest.raises(ExportError, match=r"event frames must be \[B, T=2, C, H, W\]"):
         export(model, "nir", tmp_path / "m.nir", example_input=x, encoding="frames")
     with warnings.catch_warnings():

@@ -69,6 +69,8 @@ def export(
     metadata: dict[str, Any] = {"producer": "realspike", "module": type(model).__name__, "source_form": source_form}
     if isinstance(spec, ModelSpec):
         metadata["model"] = spec.to_dict()
+    if encoding is not None and encoding not in {e.value for e in Encoding} | set(Encoding):
+        raise ExportError(f"unknown encoding {encoding!r} (choose from: direct, frames)")
     chosen = None if encoding is None else Encoding(encoding)
     return _write(entry, inference, probe, probe_text, path, options, metadata, chosen, source_form, overwrite)
 
