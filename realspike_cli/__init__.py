@@ -7,7 +7,7 @@ The public API lives here, as in timm and torchvision (docs/api.md):
     model = rs.fit(model, rs.load_dataset("mnist10k"), rs.TrainConfig(epochs=1))
     inference, report = rs.reparameterize(model, probe)
     report = rs.estimate_energy(model, batches)
-    rs.export(inference, "nir", "model.nir", example_input=probe)
+    rs.export(inference, "nir", "model.nir", example_input=probe)  # ONNX, NIR or torch.export, validated
 
 Names are resolved lazily (PEP 562), so `import realspike_cli` does not import torch and `realspike --help`
 starts at once.
@@ -49,11 +49,13 @@ _EXPORTS: dict[str, str] = {
     "Checkpointer": "realspike_cli.core.checkpointer",
     "Callback": "realspike_cli.core.events",
     "evaluate": "realspike_cli.core.evaluate",
+    "check_equivalence": "realspike_cli.core.reparam",
+    "EquivalenceReport": "realspike_cli.core.reparam",
     # convert, measure, export
-    "reparameterize": "realspike_cli.core.reparam",
+    "reparameterize": "realspike_cli.core.conversion",
     "to_inference": "realspike_cli.core.reparam",
-    "count_operations": "realspike_cli.core.energy",
-    "estimate_energy": "realspike_cli.core.energy",
+    "count_operations": "realspike_cli.core.energy_estimate",
+    "estimate_energy": "realspike_cli.core.energy_estimate",
     "export": "realspike_cli.core.export",
     # checkpoints and the zoo
     "save_checkpoint": "realspike_cli.core.checkpoint",

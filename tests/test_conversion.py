@@ -70,3 +70,34 @@ def test_random_probe_when_data_is_missing(capsys, tmp_path):
     inference, meta = load_checkpoint(tmp_path / "r20.inference.safetensors")
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(inference(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_reparameterize_any_module():
+    """From Python, without a checkpoint: verified on the inputs given, on random inputs shaped like an
+    example, or on random inputs of a SpikingNetwork's spec; refused when it cannot be checked or differs."""
+    from realspike_cli.core.conversion import reparameterize
+    from realspike_cli.core.errors import ConfigError, ReparamError
+    from realspike_cli.core.specs import Spike
+    from tests.test_graph import images, user_net
+
+    model = user_net(Spike.ELEMENT)
+    x = images()
+    inference, report = reparameterize(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(inference(x), model(x), rtol=1e-12, atol=1e-12)
+    assert report.relative_diff < 1e-12 and report.spikes_binary
+    _, report = reparameterize(model, example_input=x[:1])
+    assert report.agreement == 1.0 and report.relative_diff < 1e-12
+    with pytest.raises(ReparamError, match="cannot verify the inference form of UserNet: pass inputs="):
+        reparameterize(model)
+    with pytest.raises(ReparamError, match=r"inputs must be a non-empty batch tensor \[B, \.\.\.\], got a list"):
+        reparameterize(model, [x])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="tolerance must be a finite number"):
+        reparameterize(model, x, tolerance=float("nan"))
+    from tests.test_export import randomize
+
+    network = randomize(build_model(tiny_spec("resnet20", "channel")))  # float32: the folds round a little
+    inference, report = reparameterize(network)  # random inputs of its spec
+    assert 0 < report.relative_diff < 1e-4 and report.agreement == 1.0
+    with pytest.raises(ReparamError, match="above the tolerance 0e\\+00; refused"):
+        reparameterize(network, tolerance=0.0)

@@ -13,6 +13,7 @@ from torch import nn
 
 from realspike_cli.cli.app import main
 from realspike_cli.core.energy import ann_cost, count_forms
+from realspike_cli.core.energy_estimate import count_operations, estimate_energy
 from realspike_cli.core.energy_profiles import load_profile_file, resolve_profile
 from realspike_cli.core.errors import ConfigError
 from realspike_cli.core.neuron import LIFNeuron, RealSpike
@@ -175,6 +176,42 @@ def test_unshared_weights_equal_the_materialized_kernels():
     assert c.shared_weights == 2 * 3 * 3 * 3 and c.unshared_needed
 
 
+def test_ann_baseline_of_an_inference_form_equals_the_training_forms():
+    """`estimate_energy` counts the ANN of an inference form on its own synapses: the same numbers as on the
+    training form for shared and factorized storage, for every architecture and setting (materialized
+    kernels that compose a pool do not: there the architecture is rebuilt from its spec)."""
+    from realspike_cli.core.models import build_model, list_archs
+    from tests.conftest import tiny_spec
+
+    for arch in list_archs():
+        for spike in ("binary", "layer", "channel", "element"):
+            if arch.startswith("sew") and spike == "element":
+                continue  # no inference form
+            spec = tiny_spec(arch, spike)
+            model = build_model(spec).double().eval()
+            with torch.no_grad():
+                for m in model.modules():
+                    if isinstance(m, RealSpike):
+                        m.a.uniform_(0.2, 1.5)
+            x = torch.rand(1, spec.in_channels, *spec.input_size, dtype=torch.float64)
+            assert ann_cost(to_inference(model), x) == ann_cost(model, x), (arch, spike)
+
+
+def test_ann_baseline_of_a_materialized_form_is_rebuilt_from_its_spec():
+    from realspike_cli.core.models import build_model
+    from tests.conftest import tiny_spec
+
+    spec = tiny_spec("small_convnet", "element")
+    model = build_model(spec).double().eval()
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    materialized = to_inference(model, materialize=True)
+    assert ann_cost(materialized, x[:1]) != ann_cost(model, x[:1])  # the composed kernels read more inputs
+    state = torch.get_rng_state()
+    report = estimate_energy(materialized, x)
+    assert (report.ann_macs, report.ann_acs) == ann_cost(model, x[:1])
+    assert torch.equal(torch.get_rng_state(), state), "rebuilding the architecture moved the caller's RNG"
+
+
 def test_profile_files(tmp_path):
     assert resolve_profile("45nm").e_mac_pj == 4.6 and resolve_profile("45nm").e_ac_pj == 0.9
     (tmp_path / "p.json").write_text(json.dumps({"name": "mine", "e_mac_pj": 2, "e_ac_pj": 0.5, "source": "me"}))
@@ -200,6 +237,7 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """20 real training steps (one epoch of 500 mnist10k digits, width 0.25, T = 2, element-wise a)."""
+    from realspike_cli.core.checkpointer import Checkpointer
     from realspike_cli.core.datasets import DataSplits, load_dataset
     from realspike_cli.core.datasets.loaders import InMemoryDataset
     from realspike_cli.core.specs import TrainConfig
@@ -214,8 +252,8 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist")
     cfg = TrainConfig(epochs=1, batch_size=25, lr=0.05, seed=0, augment="none", amp=False)
     spec = tiny_spec("small_convnet", "element", time_steps=T)
-    list(fit(spec, DataSplits(data.info, head(data.train, 500), head(data.test, 100)), cfg,
-             RunOptions(out_dir=out, device="cpu")))
+    fit(spec, DataSplits(data.info, head(data.train, 500), head(data.test, 100)), cfg,
+        options=RunOptions(device="cpu"), callbacks=[Checkpointer(out)])
     return out / "last.safetensors"
 
 
@@ -244,6 +282,67 @@ def test_trained_mnist10k_both_forms(trained, capsys, tmp_path):
     assert t["ann_ratio"] == pytest.approx(t["energy_pj"] / report["ann"]["energy_pj"])
     assert t["ann_ratio"] < train["totals"]["ann_ratio"]
     assert t["weights_unshared"] > 10 * t["weights_shared"] and t["weights_needed"] == t["weights_unshared"]
+
+
+def test_cli_json_equals_python_estimate_energy(trained, capsys, tmp_path):
+    """`realspike energy --json` prints exactly what `estimate_energy` returns for the same model and batches
+    (the batches gathered here, independently of the CLI: the first two test batches of 40 images)."""
+    import itertools
+
+    from realspike_cli.core.checkpoint import load_checkpoint
+    from realspike_cli.core.datasets import DataOptions, load_dataset
+    from realspike_cli.core.datasets.loaders import BatchStream
+    from realspike_cli.core.energy_estimate import count_operations, estimate_energy
+
+    code, _, err = cli(capsys, "energy", str(trained), "--batches", "2", "--batch-size", "40",
+                       "--json", str(tmp_path / "e.json"))
+    assert code == 0, err
+    printed = json.loads((tmp_path / "e.json").read_text())
+    model, meta = load_checkpoint(trained)
+    test = load_dataset("mnist10k", DataOptions(augment="none", time_steps=T)).test
+    xs = [x for x, _ in itertools.islice(BatchStream(test, 40, shuffle=False), 2)]
+    report = estimate_energy(model, xs, "45nm", source="mnist10k test set")
+    ours = json.loads(json.dumps(report.to_dict(), default=str))
+    assert {k: v for k, v in printed.items() if k not in ("checkpoint", "model", "form")} == ours
+    assert ours["forms"]["inference"]["totals"]["acs"] > 0 and len(ours["notes"]) == 3
+    train, inference = count_operations(model, xs)
+    assert (train.form, inference.form) == ("train", "inference")
+    assert inference.totals(report.profile, report.ann_energy_pj) == ours["forms"]["inference"]["totals"]
+
+
+def test_estimate_energy_of_an_inference_form_and_bad_requests():
+    model = Residual(coeff=True).eval()
+    x = ones_at((2, 4, 4), (0, 1, 1), (1, 0, 3))
+    report = estimate_energy(to_inference(model), x)
+    assert [f.form for f in report.forms] == ["inference"] and report.ann_acs == 2 * 4 * 4
+    assert estimate_energy(model, x, include_inference=False).forms[0].form == "train"
+    with pytest.raises(ConfigError, match="already in the inference form"):
+        count_operations(to_inference(model), [x], forms=("train",))
+    with pytest.raises(ConfigError, match="unknown form"):
+        count_operations(model, [x], forms=("ann",))
+    with pytest.raises(ConfigError, match="got a str"):
+        estimate_energy(model, ["not a tensor"])
+    with pytest.raises(ConfigError, match="got no batches"):
+        estimate_energy(model, [])
+
+
+def test_energy_of_norm_wrapped_layers():
+    """A parametrized layer is counted (its weights are computed); it has no inference form, which the
+    report says; the old hook-based weight_norm cannot even be copied, and is refused by name."""
+    import warnings
+
+    model = Probe(nn.Conv2d(2, 3, 3, 1, 1), coeff=RealSpike(Spike.CHANNEL, (2, 5, 5))).eval()
+    torch.nn.utils.parametrizations.weight_norm(model.layer)
+    x = ones_at((2, 5, 5), (0, 0, 0))
+    report = estimate_energy(model, x)
+    assert [f.form for f in report.forms] == ["train"] and layer(report.forms[0], "layer").macs == T * 3 * 4
+    assert any(n.startswith("no inference form: cannot re-parameterize: layer layer") for n in report.notes)
+    old = Probe(nn.Conv2d(2, 3, 3, 1, 1)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.nn.utils.weight_norm(old.layer)
+    with pytest.raises(ConfigError, match=r"layer layer computes its weights through torch\.nn\.utils\.weight_norm"):
+        estimate_energy(old, x)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from realspike_cli.core.export import ExportError, ExportOptions, export_checkpo
 from realspike_cli.core.export.common import load_inference
 from realspike_cli.core.export.nir_export import run_with_spike_counts
 from realspike_cli.core.models import arch_entry, build_model, list_archs
-from realspike_cli.core.neuron import RealSpike
+from realspike_cli.core.neuron import LIFNeuron, RealSpike
 from realspike_cli.core.reparam import to_inference
 from realspike_cli.core.specs import ModelSpec, NeuronSpec
 from tests.conftest import randomize_batchnorm
@@ -331,3 +331,71 @@ def test_cli_bad_inputs(ckpt, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     err = one_error_line(capsys, ["export", source, "-f", "onnx", "-o", str(tmp_path / "m.onnx")])
     assert "--format onnx needs the optional package 'onnxruntime': pip install 'realspike[export]'" in err
+
+
+# --- export() of an in-memory model ----------------------------------------------------------------------------
+
+
+class BinaryNet(nn.Module):
+    """A user's own network in the inference form already (binary spikes, no BatchNorm): nothing to fold."""
+
+    def __init__(self, time_steps: int = 2, second_t: int | None = None) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.n1 = LIFNeuron(NeuronSpec(), time_steps)
+        self.n2 = LIFNeuron(NeuronSpec(), second_t or time_steps)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        self.time_steps = time_steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.n2(self.conv2(self.n1(self.conv1(x).repeat(self.time_steps, 1, 1, 1))))
+        return self.fc(s.flatten(1)).unflatten(0, (self.time_steps, -1)).mean(0)
+
+
+def test_export_in_memory_model(tmp_path):
+    """No checkpoint: the module as built, validated on the given inputs; ONNX carries a description of it."""
+    onnx = pytest.importorskip("onnx")
+    from realspike_cli.core.export import export
+
+    torch.manual_seed(1)
+    model, x = BinaryNet().eval(), torch.rand(6, 1, 8, 8) * 3
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for fmt in ("nir", "onnx"):  # pt2 takes the same path (test_pt2_round_trip covers the format)
+        result = export(model, fmt, tmp_path / f"m.{fmt}", example_input=x)
+        assert result.source_form == "inference" and result.checks["relative_diff"] <= 1e-6, fmt
+    assert result.probe == "6 example inputs"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    described = {"producer": "realspike", "module": "BinaryNet", "source_form": "inference"}
+    assert json.loads(props["realspike"]) == described
+    network = build_model(make_spec("small_convnet", "channel"))  # a SpikingNetwork: random inputs of its spec
+    result = export(network, "onnx", tmp_path / "net.onnx")
+    assert result.source_form == "train" and result.probe.startswith("random inputs")
+
+
+def test_export_in_memory_refusals(tmp_path):
+    from realspike_cli.core.export import export
+
+    model, x = BinaryNet().eval(), torch.rand(2, 1, 8, 8)
+    with pytest.raises(ExportError, match="cannot export BinaryNet without example_input"):
+        export(model, "nir", tmp_path / "m.nir")
+    (tmp_path / "taken.nir").write_text("keep me")
+    with pytest.raises(ExportError, match="already exists"):
+        export(model, "nir", tmp_path / "taken.nir", example_input=x)
+    assert (tmp_path / "taken.nir").read_text() == "keep me"
+    with pytest.raises(ExportError, match=r"one neuron model and T for the whole network, but n1 is .*T=2.* n2 .*T=3"):
+        export(BinaryNet(second_t=3).eval(), "nir", tmp_path / "m.nir", example_input=x)
+    with pytest.raises(ExportError, match=r"unknown encoding 'spikes' \(choose from: direct, frames\)"):
+        export(model, "nir", tmp_path / "m.nir", example_input=x, encoding="spikes")
+    with pytest.raises(ExportError, match=r"event frames must be \[B, T=2, C, H, W\]"):
+        export(model, "nir", tmp_path / "m.nir", example_input=x, encoding="frames")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.nn.utils.weight_norm(model.conv2)
+    with pytest.raises(ExportError, match=r"cannot export: layer conv2 .*weight_norm \(hook-based\)"):
+        export(model, "onnx", tmp_path / "m.onnx", example_input=x)
+    trained = randomize(build_model(make_spec("small_convnet", "channel")))
+    torch.nn.utils.parametrizations.spectral_norm(trained.get_submodule("body.2.0"))
+    with pytest.raises(ReparamError, match=r"layer body\.2\.0 computes its weights through a parametrization"):
+        export(trained, "onnx", tmp_path / "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.nir"]

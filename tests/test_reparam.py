@@ -277,3 +277,46 @@ def test_check_equivalence_flags_real_valued_spikes() -> None:
     report = check_equivalence(model, model, inputs(spec))
     assert report.max_abs_diff == 0 and not report.spikes_binary
     assert report.non_binary_layers == ["body.0.coeff", "body.3.coeff", "body.8.coeff"]
+
+
+def _norm_wrapped(wrap) -> nn.Module:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2),
+                          SpikeActivation(NeuronSpec(), 2, Spike.CHANNEL, (2, 4, 4)), nn.Conv2d(2, 2, 3, padding=1))
+    wrap(model[3])
+    return model.eval()
+
+
+@pytest.mark.parametrize(("wrap", "message"), [
+    (torch.nn.utils.parametrizations.spectral_norm, r"layer 3 .*parametrization \(_SpectralNorm\) of weight"),
+    (torch.nn.utils.parametrizations.weight_norm, r"layer 3 .*parametrization \(_WeightNorm\) of weight"),
+    (torch.nn.utils.weight_norm, r"layer 3 .*torch\.nn\.utils\.weight_norm \(hook-based\) of weight"),
+    (torch.nn.utils.spectral_norm, r"layer 3 .*torch\.nn\.utils\.spectral_norm \(hook-based\) of weight"),
+])
+def test_norm_wrapped_layers_are_refused_by_name(wrap, message):
+    """Their weights are recomputed on every call, so no fold can be written into them; before this check
+    they gave a KeyError, a TypeError (or a failed deep copy), or a model that broke when run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the hook-based ones are deprecated
+        model = _norm_wrapped(wrap)
+    for convert in (to_inference, plan_folds):
+        with pytest.raises(ReparamError, match=r"cannot re-parameterize: " + message + ".*bake them in first"):
+            convert(model)
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.AdaptiveMaxPool2d(2)])
+def test_adaptive_max_pool_folds_like_max_pool(pool):
+    """Energy and the synapse formulas always treated AdaptiveMaxPool2d as max pooling; reparam now does too
+    (max(a·o) = a·max(o) for a ≥ 0, refused for negative a)."""
+    model = nn.Sequential(SpikeActivation(NeuronSpec(), 2, Spike.CHANNEL, (2, 4, 4)), pool, nn.Conv2d(2, 3, 1))
+    model = randomize(model, seed=10)
+    with torch.no_grad():
+        model[0].coeff.a.abs_()
+    x = torch.rand(4, 2, 4, 4, dtype=torch.float64) * 2
+    with torch.no_grad():
+        torch.testing.assert_close(to_inference(model)(x), model(x), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        model[0].coeff.a[1] = -0.5
+    with pytest.raises(ReparamError, match=rf"0\.coeff \(channel\) through {type(pool).__name__} 1: 1 of its 2"):
+        to_inference(model)

@@ -9,11 +9,6 @@ import typer
 
 from realspike_cli.cli import options as opt
 
-NOT_COUNTED = (
-    "not counted: memory access, neuron updates (leak, threshold, reset), biases, pooling additions and the "
-    "average over time steps (docs/energy.md)"
-)
-
 
 def energy_command(
     checkpoint: Path = opt.CheckpointArg,
@@ -36,9 +31,10 @@ def energy_command(
     """
     from realspike_cli.cli.render import console, print_json
     from realspike_cli.core.checkpoint import load_checkpoint
-    from realspike_cli.core.energy import EnergyReport, ann_cost, count_forms
+    from realspike_cli.core.energy_estimate import estimate_energy
     from realspike_cli.core.energy_profiles import resolve_profile
     from realspike_cli.core.errors import ConfigError
+    from realspike_cli.core.inputs import first_test_batches
     from realspike_cli.core.train import resolve_device
 
     if batches < 1:
@@ -48,19 +44,16 @@ def energy_command(
         _require_matplotlib()
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
-    inputs, described = _inputs(meta, dataset, data_dir, batches, batch_size, random_inputs)
-    models, ann_model, notes = _forms(model, meta)
+    inputs, described = first_test_batches(meta, batches=batches, batch_size=batch_size, dataset=dataset,
+                                           data_dir=data_dir, random=random_inputs)
     with console.status("measuring spikes and counting operations"):
-        forms = count_forms(models, inputs)
-        ann_macs, ann_acs = ann_cost(ann_model, inputs[0][:1])
-    described["batches"] = len(inputs)
-    report = EnergyReport(energy_profile, forms, ann_macs, ann_acs, described)
+        report = estimate_energy(model, inputs, energy_profile, source=described["source"])
     data = {"checkpoint": str(checkpoint), "model": meta.spec.to_dict(), "form": meta.form.value,
-            **report.to_dict(), "notes": [*notes, NOT_COUNTED]}
+            **report.to_dict()}
     if json_path is not None and str(json_path) == "-":
         print_json(data)
     else:
-        _render(report, meta, checkpoint, notes)
+        _render(report, meta, checkpoint)
         if json_path is not None:
             json_path.write_text(_dumps(data))
             console.print(f"[bold green]wrote[/] {json_path}")
@@ -85,62 +78,11 @@ def _require_matplotlib() -> None:
         raise ConfigError("--plot needs matplotlib: pip install 'realspike[plot]'") from None
 
 
-def _inputs(meta, dataset, data_dir, batches, batch_size, random_inputs) -> tuple[list, dict[str, Any]]:
-    """The first `batches` test batches of the data set (or random inputs of the checkpoint's shape)."""
-    import itertools
-
-    import torch
-
-    s = meta.spec
-    if random_inputs:
-        g = torch.Generator().manual_seed(0)
-        if s.encoding.value == "frames":  # sparse event frames, [B, T, C, H, W]
-            shape = (batch_size, s.time_steps, s.in_channels, *s.input_size)
-            xs = [(torch.rand(shape, generator=g) < 0.1).float() for _ in range(batches)]
-        else:
-            xs = [torch.randn(batch_size, s.in_channels, *s.input_size, generator=g) for _ in range(batches)]
-        return xs, {"source": "random", "images": batches * batch_size}
-    from realspike_cli.cli.eval import check_compatible
-    from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
-    from realspike_cli.core.datasets.loaders import BatchStream
-
-    name = dataset or meta.dataset
-    check_compatible(meta, dataset_info(name))
-    data = load_dataset(name, DataOptions(data_dir=data_dir, augment="none", time_steps=s.time_steps))
-    stream = BatchStream(data.test, batch_size, shuffle=False)
-    xs = [x for x, _ in itertools.islice(stream, batches)]
-    return xs, {"source": f"{name} test set", "images": sum(len(x) for x in xs)}
-
-
-def _forms(model, meta) -> tuple[dict[str, Any], Any, list[str]]:
-    """float64 copies of each form to measure (so rounding cannot flip a spike between them) and the
-    training-form structure the ANN baseline is counted on."""
-    import copy
-
-    from realspike_cli.core.errors import ReparamError
-    from realspike_cli.core.models import build_model
-    from realspike_cli.core.reparam import to_inference
-    from realspike_cli.core.specs import Form
-
-    notes = ["measured in float64, so threshold rounding cannot flip a spike between forms"]
-    if meta.spec.encoding.value == "direct":
-        notes.append("direct encoding: the stem (first conv + BN) runs once per image and its output is repeated "
-                     "over the T steps, so its MACs are counted once, as the model computes them")
-    if meta.form is Form.INFERENCE:
-        ann = build_model(meta.spec).to(next(model.parameters()).device).eval()
-        return {"inference": copy.deepcopy(model).double().eval()}, ann, notes
-    train = copy.deepcopy(model).double().eval()
-    try:
-        return {"train": train, "inference": to_inference(train)}, train, notes
-    except ReparamError as exc:
-        return {"train": train}, train, [*notes, f"no inference form: {exc}"]
-
-
 def _count(value: float) -> int:
     return int(round(value))
 
 
-def _render(report, meta, checkpoint: Path, notes: list[str]) -> None:
+def _render(report, meta, checkpoint: Path) -> None:
     from realspike_cli.cli.render import console, table
 
     s, p, forms = meta.spec, report.profile, report.forms
@@ -167,7 +109,7 @@ def _render(report, meta, checkpoint: Path, notes: list[str]) -> None:
     console.print(table("per layer: ANN MACs and synaptic weights", ["layer", "op", "ANN MAC", "shared", "unshared"],
                         weights))
     console.print(table("totals per image", ["", *names, "ANN"], _total_rows(report)))
-    for note in [*notes, NOT_COUNTED]:
+    for note in report.notes:
         console.print(f"[dim]{note}[/]")
 
 

@@ -30,7 +30,7 @@ def eval_command(
     from realspike_cli.core.checkpoint import load_checkpoint
     from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
     from realspike_cli.core.datasets.loaders import BatchStream
-    from realspike_cli.core.evaluate import evaluate
+    from realspike_cli.core.evaluate import check_compatible, evaluate
     from realspike_cli.core.runtime import keep_freed_memory
     from realspike_cli.core.train import resolve_device
 
@@ -65,25 +65,13 @@ def eval_command(
     console.print(table("firing rate (spikes per neuron per step)", ["layer", "rate"], rows))
 
 
-def check_compatible(meta, info) -> None:
-    """A checkpoint can only be evaluated on data of its input shape and class count."""
-    from realspike_cli.core.errors import DataError
-
-    shape = (meta.spec.in_channels, *meta.spec.input_size)
-    if (info.in_channels, *info.input_size) != shape or info.num_classes != meta.spec.num_classes:
-        raise DataError(
-            f"data set {info.name!r} ({info.in_channels}x{info.input_size[0]}x{info.input_size[1]}, "
-            f"{info.num_classes} classes) does not fit the checkpoint ({shape[0]}x{shape[1]}x{shape[2]}, "
-            f"{meta.spec.num_classes} classes)"
-        )
-
-
 def _compare(first_path, second_path, second, data, batch_size, workers, device, as_json) -> None:
     """Both checkpoints over the whole test set: accuracy of each and top-1 agreement."""
     from realspike_cli.cli.render import console, percent, print_json, table
     from realspike_cli.core.checkpoint import load_checkpoint
     from realspike_cli.core.conversion import compare_predictions
     from realspike_cli.core.datasets.loaders import BatchStream
+    from realspike_cli.core.evaluate import check_compatible
 
     first_model, first_meta = load_checkpoint(first_path, device)
     check_compatible(first_meta, data.info)

@@ -1,25 +1,30 @@
-"""Checkpoint-level re-parameterization: load a training form, convert it, verify it on a probe, save it.
+"""Verified re-parameterization of an in-memory model (`reparameterize`) and of a checkpoint file
+(`convert_checkpoint`): convert, check the inference form on a probe, refuse unless it matches.
 
-Nothing is written unless the inference form matches on the probe (logits within tolerance, every spike
-0 or 1) and the written file reloads to the same outputs; the output records its parent's sha256.
+A checkpoint is written only if the inference form matches on the probe (logits within tolerance, every
+spike 0 or 1) and the written file reloads to the same outputs; the output records its parent's sha256.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from realspike_cli.core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, save_checkpoint
-from realspike_cli.core.errors import DataError, ReparamError
+from realspike_cli.core.errors import ConfigError, ReparamError
+from realspike_cli.core.inputs import probe_inputs, random_inputs
 from realspike_cli.core.reparam import EquivalenceReport, check_equivalence, plan_folds, to_inference, weight_layout
-from realspike_cli.core.specs import Form
+from realspike_cli.core.specs import Form, ModelSpec
+
+RANDOM_PROBE_IMAGES = 16  # random inputs drawn from a model's `.spec` when no probe is given
 
 
 @dataclass
@@ -36,34 +41,56 @@ class Conversion:
     probe: str
     probe_images: int
     report: EquivalenceReport
-    notes: list[str] = field(default_factory=list)
 
 
-def probe_inputs(meta: CheckpointMeta, images: int, *, data_dir: Path | None, random: bool) -> tuple[torch.Tensor, str]:
-    """Real test images when the data set can be loaded, else random inputs of the checkpoint's shape."""
-    from realspike_cli.core.datasets import DataOptions, load_dataset
-    from realspike_cli.core.datasets.loaders import BatchStream
+def reparameterize(
+    model: nn.Module,
+    inputs: torch.Tensor | None = None,
+    *,
+    example_input: torch.Tensor | None = None,
+    materialize: bool = False,
+    tolerance: float = 1e-4,
+) -> tuple[nn.Module, EquivalenceReport]:
+    """The verified inference form of any model built from realspike layers (`model` is left untouched).
 
-    if not random:
-        try:
-            options = DataOptions(data_dir=data_dir, augment="none", time_steps=meta.spec.time_steps)
-            test = load_dataset(meta.dataset, options).test
-            x, _ = next(iter(BatchStream(test, min(images, len(test)), shuffle=False)))
-            return x, f"{len(x)} {meta.dataset} test images"
-        except DataError as exc:
-            note = f"random inputs ({exc})"
-        except KeyError:
-            note = f"random inputs (data set {meta.dataset!r} is not registered here)"
-    else:
-        note = "random inputs (asked for)"
-    generator = torch.Generator().manual_seed(0)
-    s = meta.spec
-    shape = (
-        (images, s.time_steps, s.in_channels, *s.input_size)
-        if s.encoding.value == "frames"
-        else (images, s.in_channels, *s.input_size)
+    Converts (`reparam.to_inference`), runs both forms in float64 on `inputs` (a batch, real data is best)
+    and raises ReparamError unless every spike is 0 or 1 and the logits agree within `tolerance`
+    (relative). Without `inputs`, verifies on seeded random inputs shaped like `example_input`, or of the
+    shape the model's `.spec` describes (SpikingNetwork); with neither it refuses. Returns the inference
+    form (eval mode, the model's dtype) and the equivalence report.
+    """
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    x = verification_inputs(model, inputs, example_input)
+    inference = to_inference(model, materialize=materialize)
+    report = check_equivalence(model, inference, x)
+    refuse_if_different(report, tolerance)
+    return inference, report
+
+
+def verification_inputs(model: nn.Module, inputs: torch.Tensor | None, example_input: torch.Tensor | None
+                        ) -> torch.Tensor:
+    """`inputs`, or random ones of `example_input`'s shape, or of the model's `.spec`; else ReparamError."""
+    for name, value in (("inputs", inputs), ("example_input", example_input)):
+        if value is not None and not (isinstance(value, torch.Tensor) and value.dim() >= 2 and len(value)):
+            raise ReparamError(f"{name} must be a non-empty batch tensor [B, ...], got {_describe(value)}")
+    if inputs is not None:
+        return inputs
+    if example_input is not None:
+        return torch.randn(example_input.shape, generator=torch.Generator().manual_seed(0))
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, ModelSpec):
+        return random_inputs(spec, RANDOM_PROBE_IMAGES)
+    raise ReparamError(
+        f"cannot verify the inference form of {type(model).__name__}: pass inputs=<a batch, real data is best> "
+        "or example_input=<a tensor of the input shape> to check on random inputs"
     )
-    return torch.randn(shape, generator=generator), note
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def default_output(source: Path, materialize: bool) -> Path:
@@ -91,10 +118,8 @@ def convert_checkpoint(
     if output.exists() and not overwrite:
         raise ReparamError(f"{output} already exists; choose another -o path or pass --overwrite")
     folds = plan_folds(model, materialize=materialize)
-    inference = to_inference(model, materialize=materialize)
     x, probe = probe_inputs(meta, probe_images, data_dir=data_dir, random=random_probe)
-    report = check_equivalence(model, inference, x)
-    _refuse_if_different(report, tolerance)
+    inference, report = reparameterize(model, x, materialize=materialize, tolerance=tolerance)
     out_meta = replace(
         meta,
         form=Form.INFERENCE,
@@ -119,13 +144,14 @@ def convert_checkpoint(
     )
 
 
-def _refuse_if_different(report: EquivalenceReport, tolerance: float) -> None:
+def refuse_if_different(report: EquivalenceReport, tolerance: float) -> None:
+    """ReparamError unless every spike is binary and the relative logit difference is within `tolerance`."""
     if not report.spikes_binary:
         raise ReparamError(f"inference form emits non-binary spikes at {', '.join(report.non_binary_layers)}")
-    if report.relative_diff > tolerance:
+    if not report.relative_diff <= tolerance:  # also catches NaN
         raise ReparamError(
             f"inference form differs from the training form by {report.relative_diff:.2e} (relative), "
-            f"above the tolerance {tolerance:.0e}; nothing written"
+            f"above the tolerance {tolerance:.0e}; refused (nothing is written)"
         )
 
 

@@ -5,8 +5,8 @@ Spikes are counted by forward hooks on every neuron; what each spike reaches com
 
 from __future__ import annotations
 
+import contextlib
 import math
-import operator
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,15 +18,11 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from realspike_cli.core.energy_profiles import EnergyProfile
 from realspike_cli.core.errors import ConfigError
-from realspike_cli.core.neuron import LIFNeuron, RealSpike
-from realspike_cli.core.reparam import LEAVES
-from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SharedSynapse, SynapticScale
+from realspike_cli.core.graph import MAX_POOLS, SYNAPSES, ModelGraph, SpikeTerm, is_spiking_neuron, trace
+from realspike_cli.core.neuron import RealSpike
+from realspike_cli.core.spike_recorder import SpikeRecorder
+from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse
 from realspike_cli.core.synops import SynOp, fanout, op_of, path_shape
-
-MAX_POOLS = (nn.MaxPool2d, nn.AdaptiveMaxPool2d)
-LINEAR_PATH = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-SYNAPSES = (SharedSynapse, FactorizedSynapse, MaterializedSynapse)
-
 
 # --- results ------------------------------------------------------------------------------------------------
 
@@ -104,6 +100,7 @@ class EnergyReport:
     ann_macs: float
     ann_acs: float
     inputs: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ann_energy_pj(self) -> float:
@@ -116,7 +113,8 @@ class EnergyReport:
             forms[f.form] = {"images": f.images, "totals": f.totals(self.profile, self.ann_energy_pj),
                              "neurons": [asdict(n) for n in f.neurons], "layers": layers}
         ann = {"macs": self.ann_macs, "acs": self.ann_acs, "energy_pj": self.ann_energy_pj}
-        return {"profile": self.profile.to_dict(), "inputs": self.inputs, "ann": ann, "forms": forms}
+        return {"profile": self.profile.to_dict(), "inputs": self.inputs, "ann": ann, "forms": forms,
+                "notes": list(self.notes)}
 
 
 # --- the graph: which spikes reach which synapses -----------------------------------------------------------
@@ -148,24 +146,6 @@ class _Consumer:
     needed: bool = False
 
 
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, LEAVES) or super().is_leaf_module(m, qualname)
-
-
-def _is_add(node: fx.Node) -> bool:
-    return len(node.args) == 2 and (
-        (node.op == "call_function" and node.target in (operator.add, torch.add))
-        or (node.op == "call_method" and node.target == "add")
-    )
-
-
-def _is_flatten(node: fx.Node) -> bool:
-    fn = (node.op == "call_function" and node.target is torch.flatten) or (
-        node.op == "call_method" and node.target == "flatten")
-    return fn and tuple(node.args[1:]) in ((1,), (1, -1))
-
-
 def _varies(a: torch.Tensor | None) -> bool:
     """True for coefficients that change over positions (element-wise): folding them unshares the kernel."""
     return a is not None and a.dim() > 1 and a[0].numel() > 1
@@ -175,21 +155,16 @@ class SynapseGraph:
     """The synaptic structure of a model: event sources (neurons, max-pooled spikes) and every consumer."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
-        try:
-            graph = _Tracer().trace(model)
-        except Exception as exc:  # fx raises many types; the first line says what it could not trace
-            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"cannot trace {type(model).__name__} with torch.fx to count operations: {msg}") from None
-        self.gm = fx.GraphModule(model, graph)  # shares the model's modules
+        self.gm = trace(model, doing="count operations")  # shares the model's modules
         ShapeProp(self.gm).propagate(example[:1])  # one sample: every shape[0] is rows per image
-        self.modules = dict(self.gm.named_modules())
+        self.g = ModelGraph(self.gm)
         self.sources: dict[str, tuple[str, tuple[nn.Module, ...], tuple[int, ...]]] = {}
         self.consumers: list[_Consumer] = []
-        for node in graph.nodes:
+        for node in self.gm.graph.nodes:
             self.visit(node)
 
     def mod(self, node: Any) -> nn.Module | None:
-        return self.modules[node.target] if isinstance(node, fx.Node) and node.op == "call_module" else None
+        return self.g.module(node)
 
     @staticmethod
     def shape(node: fx.Node) -> tuple[int, ...]:
@@ -201,32 +176,22 @@ class SynapseGraph:
         self.sources[key] = (neuron, prefix, path_shape(shape, prefix) if prefix else shape)
         return key
 
-    def collect(self, arg: Any, path: tuple[nn.Module, ...]) -> tuple[list[_Term], bool]:
-        """Walk back from a layer's input: the spike terms it sums, and whether a non-spike value joins them."""
-        if not isinstance(arg, fx.Node):
-            return [], not (isinstance(arg, (int, float)) and arg == 0)
-        m = self.mod(arg)
-        if isinstance(m, LIFNeuron):
-            return [_Term(self.source(str(arg.target), (), self.shape(arg)[1:]), path)], False
-        if isinstance(m, (RealSpike, SynapticScale)):
-            terms, analog = self.collect(arg.args[0], path)
-            for t in terms:
-                t.coeff, t.multiply = m.a.detach(), isinstance(m, RealSpike)
-            return terms, analog
-        if _is_add(arg):
-            (t1, v1), (t2, v2) = self.collect(arg.args[0], path), self.collect(arg.args[1], path)
-            return t1 + t2, v1 or v2
-        if isinstance(m, MAX_POOLS):  # max of binary spikes is binary: the pooled spikes are the events
-            inner, analog = self.collect(arg.args[0], ())
-            if analog or len(inner) != 1:
-                return [], True
-            t = inner[0]
-            neuron, prefix, _ = self.sources[t.source]
-            shape = self.sources[neuron][2]
-            return [_Term(self.source(neuron, (*prefix, *t.path, m), shape), path, t.coeff, t.multiply)], False
-        if isinstance(m, LINEAR_PATH) or _is_flatten(arg):
-            return self.collect(arg.args[0], (m if m is not None else nn.Flatten(), *path))
-        return [], True
+    def event_sources(self) -> dict[str, tuple[str, tuple[nn.Module, ...]]]:
+        return {key: (neuron, prefix) for key, (neuron, prefix, _) in self.sources.items()}
+
+    def collect(self, arg: Any) -> tuple[list[_Term], bool]:
+        """The spike terms a layer's input sums (core.graph's walk), and whether a non-spike value joins them."""
+        found = self.g.spike_inputs(arg)
+        return [self.term(t) for t in found.terms], bool(found.others)
+
+    def term(self, t: SpikeTerm) -> _Term:
+        """Max pooling of binary spikes is binary: the spikes after the last max pool are the events."""
+        modules = tuple(self.g.path_module(p) for p in t.path)
+        cut = max((i + 1 for i, m in enumerate(modules) if isinstance(m, MAX_POOLS)), default=0)
+        key = self.source(str(t.source.target), modules[:cut], self.shape(t.source)[1:])
+        scale = None if t.coeff is None else self.g.modules[t.coeff.target]
+        coeff = None if scale is None else scale.a.detach()
+        return _Term(key, modules[cut:], coeff, isinstance(scale, RealSpike))
 
     def visit(self, node: fx.Node) -> None:
         m = self.mod(node)
@@ -234,8 +199,8 @@ class SynapseGraph:
             self.weighted(node, m)
         elif isinstance(m, SYNAPSES):
             self.synapse(node, m)
-        elif isinstance(m, LIFNeuron):
-            terms, _ = self.collect(node.args[0], ())
+        elif is_spiking_neuron(m):
+            terms, _ = self.collect(node.args[0])
             if terms:  # spikes added straight into this neuron's input: an identity synapse each
                 a = sum(t.coeff.numel() for t in terms if t.coeff is not None)
                 adds = math.prod(self.shape(node)[1:])  # an ANN adds the shortcut once per element
@@ -257,7 +222,7 @@ class SynapseGraph:
         self.consumers.append(c)
 
     def weighted(self, node: fx.Node, m: nn.Module) -> None:
-        terms, analog = self.collect(node.args[0], ())
+        terms, analog = self.collect(node.args[0])
         in_shape, op = self.shape(node.args[0]), op_of(m)
         dense = float(fanout(in_shape[1:], [], op).sum())
         kind = "conv" if op.kind == "conv" else "linear"
@@ -272,7 +237,7 @@ class SynapseGraph:
         """Inference-form synapse modules: one binary spike source per argument, each with its own path."""
         terms, ops = [], []
         for i, arg in enumerate(node.args):
-            found, analog = self.collect(arg, ())
+            found, analog = self.collect(arg)
             if analog or len(found) != 1:
                 raise ConfigError(f"cannot count {node.target}: its input {i} is not one neuron's spikes")
             t = found[0]
@@ -297,46 +262,12 @@ class SynapseGraph:
         c.ann_macs = float(fanout(ann_in, [], ops[0]).sum()) if ops[0].kind != "dense" else float(first.fanout.sum())
 
 
-# --- measuring: hooks on every neuron ----------------------------------------------------------------------
+# --- measuring: spikes recorded by core.spike_recorder ---------------------------------------------------
 
 
-class _Recorder:
-    """Per-position event counts of every source (summed over batch and time) and per-neuron totals."""
-
-    def __init__(self, model: nn.Module, graph: SynapseGraph) -> None:
-        self.neurons = {n: m for n, m in model.named_modules() if isinstance(m, LIFNeuron)}
-        self.derived: dict[str, list[tuple[str, tuple[nn.Module, ...]]]] = {n: [] for n in self.neurons}
-        for key, (neuron, prefix, _) in graph.sources.items():
-            self.derived[neuron].append((key, prefix))
-        self.maps: dict[str, torch.Tensor] = {}
-        self.spikes = dict.fromkeys(self.neurons, 0.0)
-        self.steps = dict.fromkeys(self.neurons, 0)
-        self.shape: dict[str, tuple[int, ...]] = {}
-        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in self.neurons.items()]
-
-    def _hook(self, name: str):
-        def record(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
-            o = out.detach()
-            self.spikes[name] += float(o.sum(dtype=torch.float64))
-            self.steps[name] += o.numel()
-            self.shape[name] = tuple(o.shape[1:])
-            for key, prefix in self.derived[name]:
-                y = o
-                for p in prefix:  # max pooling of binary spikes: binary again
-                    y = p(y)
-                events = y.ne(0).sum(0, dtype=torch.float64)
-                self.maps[key] = events + self.maps[key] if key in self.maps else events
-
-        return record
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-def _form_count(form: str, model: nn.Module, graph: SynapseGraph, rec: _Recorder, images: int) -> FormCount:
+def _form_count(form: str, model: nn.Module, graph: SynapseGraph, rec: SpikeRecorder, images: int) -> FormCount:
     n = max(images, 1)
-    neurons = [NeuronCount(name, math.prod(rec.shape.get(name, ())), m.time_steps, rec.spikes[name] / n,
+    neurons = [NeuronCount(name, math.prod(rec.shapes.get(name, ())), m.time_steps, rec.spikes[name] / n,
                            rec.spikes[name] / max(rec.steps[name], 1)) for name, m in rec.neurons.items()]
     layers = []
     for c in graph.consumers:
@@ -355,21 +286,19 @@ def _form_count(form: str, model: nn.Module, graph: SynapseGraph, rec: _Recorder
 def count_forms(models: dict[str, nn.Module], batches: Iterable[torch.Tensor]) -> list[FormCount]:
     """Run every model (eval mode) on the same input batches and count spikes and operations per image."""
     graphs: dict[str, SynapseGraph] = {}
-    recorders: dict[str, _Recorder] = {}
+    recorders: dict[str, SpikeRecorder] = {}
     images = 0
-    try:
+    with contextlib.ExitStack() as hooks:
         for x in batches:
             for form, model in models.items():
                 p = next(model.parameters())
                 x_form = x.to(device=p.device, dtype=p.dtype)
                 if form not in graphs:
                     graphs[form] = SynapseGraph(model.eval(), x_form)
-                    recorders[form] = _Recorder(model, graphs[form])
+                    recorder = SpikeRecorder(model, event_maps=graphs[form].event_sources())
+                    recorders[form] = hooks.enter_context(recorder)
                 model(x_form)
             images += len(x)
-    finally:
-        for rec in recorders.values():
-            rec.close()
     if not images:
         raise ConfigError("no input batches to measure")
     return [_form_count(f, models[f], graphs[f], recorders[f], images) for f in models]

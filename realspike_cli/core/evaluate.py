@@ -6,7 +6,7 @@ dividing: each test image counts exactly once however the set is sharded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -14,11 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realspike_cli.core.neuron import LIFNeuron
+from realspike_cli.core.errors import DataError
+from realspike_cli.core.spike_recorder import SpikeRecorder
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from realspike_cli.core.checkpoint import CheckpointMeta
+    from realspike_cli.core.datasets import DatasetInfo
     from realspike_cli.core.distributed import DistContext
 
 
@@ -40,33 +43,15 @@ class EvalResult:
         }
 
 
-class SpikeRecorder:
-    """Forward hooks counting spikes and neuron-steps at every LIF neuron; a context manager."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.neurons = {name: m for name, m in model.named_modules() if isinstance(m, LIFNeuron)}
-        self.spikes = {name: 0.0 for name in self.neurons}
-        self.steps = {name: 0 for name in self.neurons}
-        self.handles: list = []
-
-    def __enter__(self) -> SpikeRecorder:
-        for name, module in self.neurons.items():
-            self.handles.append(module.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self.handles:
-            h.remove()
-
-    def _hook(self, name: str) -> Callable:
-        def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            self.spikes[name] += float(output.detach().double().sum())
-            self.steps[name] += output.numel()
-
-        return record
-
-    def rates(self) -> dict[str, float]:
-        return {n: self.spikes[n] / self.steps[n] for n in self.neurons if self.steps[n]}
+def check_compatible(meta: CheckpointMeta, info: DatasetInfo) -> None:
+    """A checkpoint can only be run on data of its input shape and class count (DataError otherwise)."""
+    shape = (meta.spec.in_channels, *meta.spec.input_size)
+    if (info.in_channels, *info.input_size) != shape or info.num_classes != meta.spec.num_classes:
+        raise DataError(
+            f"data set {info.name!r} ({info.in_channels}x{info.input_size[0]}x{info.input_size[1]}, "
+            f"{info.num_classes} classes) does not fit the checkpoint ({shape[0]}x{shape[1]}x{shape[2]}, "
+            f"{meta.spec.num_classes} classes)"
+        )
 
 
 @torch.no_grad()

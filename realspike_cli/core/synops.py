@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from realspike_cli.core.graph import POOLS
 from realspike_cli.core.synapses import DenseSynapse, FactorizedSynapse, LocallyConnected2d, SharedSynapse
-
-POOLS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from torch import nn
 
 from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint
 from realspike_cli.core.errors import RealSpikeError
-from realspike_cli.core.neuron import LIFNeuron
-from realspike_cli.core.specs import Form, NeuronSpec
+from realspike_cli.core.graph import is_spiking_neuron
+from realspike_cli.core.specs import Encoding, Form, ModelSpec, NeuronSpec
 
 
 class ExportError(RealSpikeError):
@@ -103,10 +103,10 @@ class StepLIF(nn.Module):
 
 
 def unrolled(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every LIFNeuron replaced by its traceable StepLIF twin."""
+    """A copy of `model` with every spiking neuron replaced by its traceable StepLIF twin."""
     twin = copy.deepcopy(model).eval()
     for name, m in list(twin.named_modules()):
-        if isinstance(m, LIFNeuron):
+        if is_spiking_neuron(m):
             parent, _, leaf = name.rpartition(".")
             setattr(twin.get_submodule(parent) if parent else twin, leaf, StepLIF(m.spec, m.time_steps))
     if isinstance(twin, torch.fx.GraphModule):
@@ -114,10 +114,37 @@ def unrolled(model: nn.Module) -> nn.Module:
     return twin
 
 
-def sample_input(meta: CheckpointMeta, batch: int) -> torch.Tensor:
-    s = meta.spec
-    frames = (s.time_steps,) if s.encoding.value == "frames" else ()
-    return torch.zeros(batch, *frames, s.in_channels, *s.input_size)
+@dataclass(frozen=True)
+class Dynamics:
+    """What a format with explicit time (NIR) needs beyond the layers: the neuron, T and the input encoding."""
+
+    neuron: NeuronSpec
+    time_steps: int
+    encoding: Encoding
+
+
+def dynamics_of(model: nn.Module, probe: torch.Tensor, encoding: Encoding | None = None) -> Dynamics:
+    """Read from the modules: every spiking neuron's `.spec` and `.time_steps` (one kind for the whole net);
+    the encoding as given, else the model's `.spec` (SpikingNetwork), else the probe's rank (5-D: frames)."""
+    neurons = [(name, m) for name, m in model.named_modules() if is_spiking_neuron(m)]
+    if not neurons:
+        raise ExportError(f"{type(model).__name__} has no spiking neurons to export")
+    first, m0 = neurons[0]
+    for name, m in neurons[1:]:
+        if (m.spec, m.time_steps) != (m0.spec, m0.time_steps):
+            raise ExportError(
+                f"NIR export writes one neuron model and T for the whole network, but {first} is "
+                f"{m0.extra_repr()} and {name} is {m.extra_repr()}"
+            )
+    spec = getattr(model, "spec", None)
+    if encoding is None and isinstance(spec, ModelSpec):
+        encoding = spec.encoding
+    if encoding is None:
+        encoding = Encoding.FRAMES if probe.dim() == 5 else Encoding.DIRECT
+    if encoding is Encoding.FRAMES and (probe.dim() != 5 or probe.shape[1] != m0.time_steps):
+        raise ExportError(f"event frames must be [B, T={m0.time_steps}, C, H, W], got inputs of shape "
+                          f"{tuple(probe.shape)}")
+    return Dynamics(m0.spec, m0.time_steps, Encoding(encoding))
 
 
 def compare_logits(reference: torch.Tensor, got: torch.Tensor) -> dict[str, float]:

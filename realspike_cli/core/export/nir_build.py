@@ -7,7 +7,6 @@ Neurons map onto NIR's LIF/IF (docs/export.md has the table); every value keeps 
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,13 +15,18 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from realspike_cli.core.export.common import ExportError
-from realspike_cli.core.neuron import LIFNeuron
-from realspike_cli.core.specs import ModelSpec
+from realspike_cli.core.export.common import Dynamics, ExportError
+from realspike_cli.core.graph import (
+    AVG_POOLS,
+    IDENTITY_MODULES,
+    MAX_POOLS,
+    ModelGraph,
+    is_add,
+    is_spiking_neuron,
+    is_time_plumbing,
+)
 from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SynapticScale
 
-TIME_METHODS = ("repeat", "unflatten", "mean", "transpose")  # SpikingNetwork's folding of time into the batch
-PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 UNSHARED = (FactorizedSynapse, MaterializedSynapse)
 # float64 arrays: the 1/(1−λ) input scale then adds ~1e-16 of rounding instead of float32's ~1e-7, which would
 # flip the rare spike whose membrane sits that close to the threshold. Simulators cast to their own dtype.
@@ -37,46 +41,31 @@ class Term:
     gain: float
 
 
-def neuron_input_scale(spec: ModelSpec) -> float:
+def neuron_input_scale(spec: Dynamics) -> float:
     """1/(1−λ) for LIF (NIR's LIF integrates (1−λ)·input per step); 1 for IF (decay 1)."""
     decay = spec.neuron.decay
     return 1.0 if decay >= 1.0 else 1.0 / (1.0 - decay)
 
 
-def is_time_plumbing(node: fx.Node) -> bool:
-    if node.op != "call_method":
-        return False
-    return node.target in TIME_METHODS or (node.target == "flatten" and tuple(node.args[1:]) == (0, 1))
-
-
-def is_flatten(node: fx.Node, m: nn.Module | None) -> bool:
-    if isinstance(m, nn.Flatten):
-        return True
-    fn = (node.op == "call_function" and node.target is torch.flatten) or (
-        node.op == "call_method" and node.target == "flatten"
-    )
-    return fn and tuple(node.args[1:]) in ((1,), (1, -1))
-
-
 class NIRBuilder:
     """Walks the inference form's fx graph in order and emits NIR nodes and edges."""
 
-    def __init__(self, gm: fx.GraphModule, spec: ModelSpec, sample: torch.Tensor, dt: float, pooling: str) -> None:
+    def __init__(self, gm: fx.GraphModule, spec: Dynamics, sample: torch.Tensor, dt: float, pooling: str) -> None:
         import nir
 
         self.nir, self.gm, self.spec, self.dt, self.pooling = nir, gm, spec, dt, pooling
-        self.modules = dict(gm.named_modules())
+        self.graph = ModelGraph(gm)
+        self.modules = self.graph.modules
         ShapeProp(gm).propagate(sample)  # per-node shapes, read from node.meta
         self.k = neuron_input_scale(spec)
         self.nodes: dict[str, object] = {}
         self.edges: list[tuple[str, str]] = []
         self.values: dict[fx.Node, list[Term]] = {}
-        self.flat_neurons = False  # dense mode: neurons are flat vectors, the stem output is flattened
 
     # --- helpers -------------------------------------------------------------------------------------
 
     def mod(self, node: fx.Node) -> nn.Module | None:
-        return self.modules[node.target] if node.op == "call_module" else None
+        return self.graph.module(node)
 
     def shape(self, node: fx.Node) -> tuple[int, ...]:
         """Per-sample shape; placeholders of frame data carry [B, T, ...], time-folded values [T·B, ...]."""
@@ -123,9 +112,9 @@ class NIRBuilder:
         if not users:
             return False
         for user in users:
-            if isinstance(self.mod(user), LIFNeuron):
+            if is_spiking_neuron(self.mod(user)):
                 continue
-            passes = is_time_plumbing(user) or (user.op == "call_function" and user.target in (operator.add, torch.add))
+            passes = is_time_plumbing(user) or is_add(user)
             if passes and self.feeds_neurons(user):
                 continue
             return False
@@ -157,6 +146,8 @@ class NIRBuilder:
             stride, padding, dilation, groups = conv
             if isinstance(padding, str):
                 raise ExportError(f"NIR export: conv {name} uses padding={padding!r}; only numeric padding maps")
+            if groups > 1:  # nir's type inference ignores groups: write the same map as one block-diagonal conv
+                w, groups = block_diagonal(w, groups), 1
             node = self.nir.Conv2d(shape[1:], w, stride, padding, dilation, groups, b)
         else:
             node = self.nir.Affine(w, b)
@@ -164,7 +155,7 @@ class NIRBuilder:
 
     def path_module(self, name: str, m: nn.Module, terms: list[Term], shape: tuple[int, ...]) -> list[Term]:
         """Pooling, flatten and identities between spikes and a layer."""
-        if isinstance(m, PASS_MODULES):
+        if isinstance(m, IDENTITY_MODULES):
             return terms
         if isinstance(m, nn.Flatten):
             if (m.start_dim, m.end_dim) != (1, -1):
@@ -172,10 +163,10 @@ class NIRBuilder:
             terms, gain = self.common_gain(terms, shape, name)
             node = self.nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
             return [Term(self.add(name, node, terms), gain)]
-        if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        if isinstance(m, AVG_POOLS):
             return self.pool(name, m, terms, shape)
-        if isinstance(m, nn.MaxPool2d):
-            raise ExportError(f"NIR has no max-pooling node, so {name} (MaxPool2d) cannot be exported to NIR")
+        if isinstance(m, MAX_POOLS):
+            raise ExportError(f"NIR has no max-pooling node, so {name} ({type(m).__name__}) cannot be exported to NIR")
         raise ExportError(f"NIR export: no NIR node for {type(m).__name__} {name}")
 
     def pool(self, name: str, m: nn.Module, terms: list[Term], shape: tuple[int, ...]) -> list[Term]:
@@ -185,6 +176,16 @@ class NIRBuilder:
         if self.pooling == "sum":  # the next weighted layer divides by the window size
             return [Term(self.add(name, self.nir.SumPool2d(*args), terms), gain * kernel[0] * kernel[1])]
         return [Term(self.add(name, self.nir.AvgPool2d(*args), terms), gain)]
+
+
+def block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv kernel [out, in/groups, kh, kw] as the equal ungrouped one [out, in, kh, kw]."""
+    out, per_group = weight.shape[:2]
+    full = np.zeros((out, per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    step = out // groups
+    for g in range(groups):
+        full[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = weight[g * step:(g + 1) * step]
+    return full
 
 
 def pool_window(name: str, m: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -209,7 +210,7 @@ def pool_window(name: str, m: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[
     return kernel, stride
 
 
-def build_graph(gm: fx.GraphModule, spec: ModelSpec, sample: torch.Tensor, *, dt: float, pooling: str,
+def build_graph(gm: fx.GraphModule, spec: Dynamics, sample: torch.Tensor, *, dt: float, pooling: str,
                 max_dense_weights: int) -> tuple[object, str]:
     """The NIR graph of an inference-form GraphModule and its mode ("layers" or "dense")."""
     from realspike_cli.core.export.nir_dense import DenseEmitter
@@ -234,5 +235,9 @@ def build_graph(gm: fx.GraphModule, spec: ModelSpec, sample: torch.Tensor, *, dt
         "mode": "dense" if dense else "layers",
         "readout": "mean over the time steps of the output node",
     }
-    graph = builder.nir.NIRGraph(builder.nodes, builder.edges, metadata=metadata)
+    try:
+        graph = builder.nir.NIRGraph(builder.nodes, builder.edges, metadata=metadata)
+    except ValueError as exc:  # nir checks the types along every edge
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"NIR rejects the graph: {first}") from None
     return graph, metadata["mode"]

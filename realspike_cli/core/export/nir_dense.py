@@ -10,9 +10,9 @@ import torch
 import torch.fx as fx
 
 from realspike_cli.core.export.common import ExportError
-from realspike_cli.core.export.nir_build import NIRBuilder, Term, is_time_plumbing
+from realspike_cli.core.export.nir_build import NIRBuilder, Term
 from realspike_cli.core.export.nir_layers import LayerEmitter
-from realspike_cli.core.neuron import LIFNeuron
+from realspike_cli.core.graph import is_spiking_neuron, is_time_plumbing
 
 CHUNK = 2048  # basis vectors pushed through a layer at once while taking a Jacobian
 
@@ -25,7 +25,7 @@ class DenseEmitter(LayerEmitter):
         self.max_weights = max_weights
         self.modules64 = dict(copy.deepcopy(b.gm).double().named_modules())  # Jacobians taken in float64
         graph = list(b.gm.graph.nodes)
-        self.neurons = [n for n in graph if isinstance(b.mod(n), LIFNeuron)]
+        self.neurons = [n for n in graph if is_spiking_neuron(b.mod(n))]
         self.output_node = next(n for n in graph if n.op == "output")
         self.stem_memo: dict[fx.Node, bool] = {}
 
@@ -57,7 +57,7 @@ class DenseEmitter(LayerEmitter):
         if node not in self.stem_memo:
             if node.op == "placeholder":
                 self.stem_memo[node] = True
-            elif node.op == "output" or isinstance(self.b.mod(node), LIFNeuron):
+            elif node.op == "output" or is_spiking_neuron(self.b.mod(node)):
                 self.stem_memo[node] = False
             else:
                 inputs = node.all_input_nodes
@@ -75,7 +75,7 @@ class DenseEmitter(LayerEmitter):
             if node in seen:
                 continue
             seen.add(node)
-            if isinstance(self.b.mod(node), LIFNeuron):
+            if is_spiking_neuron(self.b.mod(node)):
                 found.append(node)
             elif node.op == "placeholder":
                 raise ExportError(f"NIR export: {inp.name} mixes the input image with spikes")

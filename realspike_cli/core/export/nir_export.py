@@ -11,17 +11,19 @@ import torch.fx as fx
 from torch import nn
 
 from realspike_cli.core.export.common import (
+    Dynamics,
     ExportError,
     compare_logits,
+    dynamics_of,
     refuse_if_different,
     require,
-    sample_input,
     short,
 )
 from realspike_cli.core.export.nir_build import build_graph
 from realspike_cli.core.export.nir_sim import simulate
 from realspike_cli.core.export.registry import ExportJob, register_exporter
-from realspike_cli.core.neuron import LIFNeuron
+from realspike_cli.core.graph import trace
+from realspike_cli.core.spike_recorder import SpikeRecorder
 
 
 @register_exporter(
@@ -31,10 +33,11 @@ from realspike_cli.core.neuron import LIFNeuron
 )
 def export_nir(job: ExportJob) -> dict[str, Any]:
     nir = require("nir", "nir")
-    options, spec = job.options, job.meta.spec
-    if not isinstance(job.model, fx.GraphModule):
-        raise ExportError("NIR export needs the inference form as a torch.fx GraphModule (reparam.to_inference)")
-    graph, mode = build_graph(job.model, spec, sample_input(job.meta, 1), dt=options.dt, pooling=options.pooling,
+    options = job.options
+    spec = dynamics_of(job.model, job.probe, job.encoding)
+    gm = job.model if isinstance(job.model, fx.GraphModule) else trace(job.model, error=ExportError,
+                                                                         doing="export it to NIR")
+    graph, mode = build_graph(gm, spec, torch.zeros_like(job.probe[:1]), dt=options.dt, pooling=options.pooling,
                               max_dense_weights=options.max_dense_weights)
     nir.write(str(job.path), graph)
     written = nir.read(str(job.path))
@@ -50,7 +53,7 @@ def export_nir(job: ExportJob) -> dict[str, Any]:
             "pooling": options.pooling, "spikes": int(total), "spike_count_diff": int(differ), "nir": nir.__version__}
 
 
-def reader_notes(spec, dt: float, pooling: str, mode: str) -> list[str]:
+def reader_notes(spec: Dynamics, dt: float, pooling: str, mode: str) -> list[str]:
     """What a user loading this file into snnTorch or Norse needs to know (docs/export.md has the details)."""
     notes = ["NIR fires on v > v_threshold, realspike on v >= V_th (differs only exactly at the threshold)"]
     if spec.neuron.decay >= 1.0:
@@ -64,7 +67,7 @@ def reader_notes(spec, dt: float, pooling: str, mode: str) -> list[str]:
     return notes
 
 
-def time_major(x: torch.Tensor, spec) -> torch.Tensor:
+def time_major(x: torch.Tensor, spec: Dynamics) -> torch.Tensor:
     """[T, B, C, H, W]: the image repeated (direct encoding) or the frames in time order."""
     if spec.encoding.value == "frames":
         return x.transpose(0, 1)
@@ -72,21 +75,7 @@ def time_major(x: torch.Tensor, spec) -> torch.Tensor:
 
 
 def run_with_spike_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Logits and each LIFNeuron's spike count per sample (summed over time and neurons)."""
-    counts: dict[str, torch.Tensor] = {}
-
-    def hook(name: str, steps: int):
-        def count(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
-            counts[name] = out.unflatten(0, (steps, -1)).flatten(2).sum((0, 2)).double()
-
-        return count
-
-    handles = [m.register_forward_hook(hook(n, m.time_steps)) for n, m in model.named_modules()
-               if isinstance(m, LIFNeuron)]
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return logits, counts
+    """Logits and each neuron layer's spike count per sample (summed over time and neurons)."""
+    with torch.no_grad(), SpikeRecorder(model, per_sample=True) as recorder:
+        logits = model(x)
+    return logits, recorder.samples

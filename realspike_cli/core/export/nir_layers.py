@@ -3,21 +3,29 @@ one NIR node; additions become several edges into one node (NIR sums a node's in
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
 
 from realspike_cli.core.export.common import ExportError
-from realspike_cli.core.export.nir_build import NIRBuilder, Term, is_flatten, is_time_plumbing
-from realspike_cli.core.neuron import LIFNeuron
+from realspike_cli.core.export.nir_build import NIRBuilder, Term
+from realspike_cli.core.graph import is_add, is_flatten, is_spiking_neuron, is_time_plumbing
 from realspike_cli.core.synapses import OpSpec, SharedSynapse, SynapticScale
 
 
 def conv_params(op: nn.Conv2d | OpSpec) -> tuple:
     return (op.stride, op.padding, op.dilation, op.groups)
+
+
+def merged(terms: list[Term]) -> list[Term]:
+    """One term per NIR node (NIR allows one edge between two nodes): k copies of a node's output, each
+    written = gain × true, are the true value written at gain/k."""
+    count: dict[str, int] = {}
+    for t in terms:
+        count[t.name] = count.get(t.name, 0) + 1
+    gains = {t.name: t.gain for t in terms}
+    return [Term(name, gains[name] / k) for name, k in count.items()]
 
 
 class LayerEmitter:
@@ -39,10 +47,10 @@ class LayerEmitter:
             return self.output(node)
         if is_time_plumbing(node):
             return b.values[node.args[0]]
-        if node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2:
-            return b.values[node.args[0]] + b.values[node.args[1]]
+        if is_add(node):
+            return merged(b.values[node.args[0]] + b.values[node.args[1]])
         m = b.mod(node)
-        if is_flatten(node, m):
+        if m is None and is_flatten(node):
             return b.path_module(node.name, nn.Flatten(), b.values[node.args[0]], b.shape(node.args[0]))
         if m is None:
             raise ExportError(f"NIR export: no NIR node for {node.op} {getattr(node.target, '__name__', node.target)}")
@@ -58,7 +66,7 @@ class LayerEmitter:
 
     def module(self, node: fx.Node, m: nn.Module) -> list[Term]:
         b, name = self.b, str(node.target)
-        if isinstance(m, LIFNeuron):
+        if is_spiking_neuron(m):
             return b.neuron(name, b.values[node.args[0]], b.shape(node))
         gain = b.k if b.feeds_neurons(node) else 1.0
         if isinstance(m, SharedSynapse):

@@ -29,7 +29,7 @@ def export_onnx(job: ExportJob) -> dict[str, Any]:
     _export(twin, sample, job.path, which, job.options.opset)
     model = onnx.load(str(job.path))
     onnx.checker.check_model(model)
-    onnx.helper.set_model_props(model, {"realspike": json.dumps(job.meta.to_dict(), sort_keys=True)})
+    onnx.helper.set_model_props(model, {"realspike": json.dumps(job.metadata, sort_keys=True, default=str)})
     onnx.save(model, str(job.path))
     got = _run(ort, job)
     with torch.no_grad():

@@ -28,7 +28,7 @@ def export_pt2(job: ExportJob) -> dict[str, Any]:
         except Exception as exc:  # torch.export raises many types; the first line says what to change
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"torch.export failed: {first}") from None
-        extra = {"realspike.json": json.dumps(job.meta.to_dict(), sort_keys=True)}
+        extra = {"realspike.json": json.dumps(job.metadata, sort_keys=True, default=str)}
         buffer = io.BytesIO()  # torch.export.save warns about any path not ending in .pt2, like our temp file
         torch.export.save(program, buffer, extra_files=extra)
         job.path.write_bytes(buffer.getvalue())

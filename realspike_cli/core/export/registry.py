@@ -10,21 +10,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from realspike_cli.core.checkpoint import CheckpointMeta
 from realspike_cli.core.errors import UnknownNameError
 from realspike_cli.core.export.common import ExportOptions
+from realspike_cli.core.specs import Encoding
 
 
 @dataclass
 class ExportJob:
-    """What an exporter gets: the inference form (float32, eval), its metadata, a probe batch, where to write."""
+    """What an exporter gets: the inference form (float32, eval), a probe batch, where to write, and what to
+    record in the file: `metadata` (JSON-safe: a checkpoint's metadata, or a description of the module) and
+    the input `encoding` when it is known (None: from the model's `.spec` or the probe's rank)."""
 
     model: nn.Module
-    meta: CheckpointMeta
     probe: torch.Tensor
     probe_text: str
     path: Path
     options: ExportOptions
+    metadata: dict[str, Any] = field(default_factory=dict)
+    encoding: Encoding | None = None
     notes: list[str] = field(default_factory=list)
 
 

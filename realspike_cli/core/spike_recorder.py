@@ -1,0 +1,93 @@
+"""The one spike recorder: forward hooks on every spiking neuron of a model, counting what it emits.
+
+Used by evaluation (firing rates), energy (per-position event maps), the equivalence check (outputs not in
+{0, 1}) and the NIR export check (per-sample spike counts). Tensors are time-folded [T·B, ...].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from realspike_cli.core.graph import is_spiking_neuron
+from realspike_cli.core.neuron import RealSpike
+
+# An event map: key -> (neuron name, modules applied to its spikes first, e.g. a max pool: still binary)
+EventSources = Mapping[str, tuple[str, Sequence[nn.Module]]]
+
+
+class SpikeRecorder:
+    """Spikes and neuron-steps per neuron layer, summed over every forward call while it is open.
+
+    Optional: `event_maps` — per-position event counts (summed over batch and time) of each source, a neuron's
+    spikes or a binary function of them; `per_sample` — spikes per sample (each call's batch appended);
+    `check_binary` — names of the neurons and RealSpike modules whose output is not in {0, 1}, in the order
+    they were first seen. Use as a context manager (hooks removed on exit) or call `close()`.
+    """
+
+    def __init__(self, model: nn.Module, *, event_maps: EventSources | None = None, per_sample: bool = False,
+                 check_binary: bool = False) -> None:
+        self.neurons = {name: m for name, m in model.named_modules() if is_spiking_neuron(m)}
+        self.spikes = dict.fromkeys(self.neurons, 0.0)
+        self.steps = dict.fromkeys(self.neurons, 0)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.maps: dict[str, torch.Tensor] = {}
+        self.samples: dict[str, torch.Tensor] = {}
+        self.non_binary: list[str] = []
+        self._derived: dict[str, list[tuple[str, Sequence[nn.Module]]]] = {name: [] for name in self.neurons}
+        for key, (neuron, prefix) in (event_maps or {}).items():
+            self._derived[neuron].append((key, prefix))
+        self._per_sample, self._check_binary = per_sample, check_binary
+        watched = [(name, m, self._neuron_hook(name)) for name, m in self.neurons.items()]
+        if check_binary:
+            watched += [(name, m, self._binary_hook(name)) for name, m in model.named_modules()
+                        if isinstance(m, RealSpike)]  # a coefficient left unfolded emits a·o
+        self._handles = [m.register_forward_hook(hook) for _, m, hook in watched]
+
+    def __enter__(self) -> SpikeRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def rates(self) -> dict[str, float]:
+        """Spikes per neuron per step of every layer that ran."""
+        return {name: self.spikes[name] / self.steps[name] for name in self.neurons if self.steps[name]}
+
+    def _neuron_hook(self, name: str) -> Callable[[nn.Module, Any, torch.Tensor], None]:
+        def record(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+            o = out.detach()
+            self.spikes[name] += float(o.sum(dtype=torch.float64))
+            self.steps[name] += o.numel()
+            self.shapes[name] = tuple(o.shape[1:])
+            if self._check_binary:
+                self._note_binary(name, o)
+            if self._per_sample:  # [T·B, ...] -> spikes per sample, summed over time and neurons
+                counts = o.unflatten(0, (module.time_steps, -1)).flatten(2).sum((0, 2), dtype=torch.float64)
+                self.samples[name] = torch.cat([self.samples[name], counts]) if name in self.samples else counts
+            for key, prefix in self._derived[name]:
+                y = o
+                for p in prefix:  # max pooling of binary spikes: binary again
+                    y = p(y)
+                events = y.ne(0).sum(0, dtype=torch.float64)
+                self.maps[key] = events + self.maps[key] if key in self.maps else events
+
+        return record
+
+    def _binary_hook(self, name: str) -> Callable[[nn.Module, Any, torch.Tensor], None]:
+        def record(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+            self._note_binary(name, out.detach())
+
+        return record
+
+    def _note_binary(self, name: str, out: torch.Tensor) -> None:
+        if name not in self.non_binary and not ((out == 0) | (out == 1)).all():
+            self.non_binary.append(name)
