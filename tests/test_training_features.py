@@ -122,12 +122,12 @@ def test_best_follows_validation_not_test(small, tmp_path):
 
 
 def test_cli_val_split_resumed_equals_uninterrupted(tmp_path, capsys):
-    base = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--epochs", "2", "--batch-size", "250",
+    base = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--epochs", "2", "--batch-size", "500",
             "--val-split", "0.1"]
     code, out, err = cli(capsys, *base, "--out", str(tmp_path / "a"))
     assert code == 0, err
     assert "800 images held out" in out and "test set, model of epoch" in out
-    assert cli(capsys, *base, "--out", str(tmp_path / "b"), "--max-steps", "40")[0] == 0  # 29 steps per epoch
+    assert cli(capsys, *base, "--out", str(tmp_path / "b"), "--max-steps", "20")[0] == 0  # 15 steps per epoch
     assert cli(capsys, *base, "--out", str(tmp_path / "b"), "--resume")[0] == 0
     assert metrics(tmp_path / "a" / "metrics.jsonl") == metrics(tmp_path / "b" / "metrics.jsonl")
     final = metrics(tmp_path / "a" / "metrics.jsonl")[-1]
@@ -263,7 +263,7 @@ def test_extending_a_constant_schedule_equals_planning_it_from_the_start(small, 
 
 
 def test_a_cosine_run_is_not_stretched(small, tmp_path, capsys):
-    args = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--batch-size", "1000", "--out", str(tmp_path)]
+    args = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--batch-size", "2000", "--out", str(tmp_path)]
     assert cli(capsys, *args, "--epochs", "1")[0] == 0
     code, _, err = cli(capsys, *args, "--epochs", "2", "--resume")
     assert_one_error_line(code, err, "cosine schedule was laid out for 1 epoch(s) and cannot be stretched to 2")

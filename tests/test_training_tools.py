@@ -58,7 +58,7 @@ def logged_run(tmp_path_factory):
     except ConfigError:  # tensorboard is not installed: its test below is skipped
         pass
     events = list(train_events(SPEC, data, cfg, callbacks=callbacks))
-    return root, events
+    return root, events, data, cfg
 
 
 # TensorBoard --------------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def test_tensorboard_scalars_and_histograms_read_back(logged_run):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    root, events = logged_run
+    root, events = logged_run[:2]
     board = EventAccumulator(str(root / "tb"), size_guidance={"scalars": 0, "histograms": 0})
     board.Reload()
 
@@ -91,6 +91,22 @@ def test_tensorboard_scalars_and_histograms_read_back(logged_run):
         histogram = board.Histograms(f"coefficient/{layer}")[-1].histogram_value
         assert (histogram.num, histogram.min, histogram.max) == (a.numel(), f32(a.min()), f32(a.max()))
     assert float(a.std()) > 0  # the coefficients did learn: the statistics above are not all 1
+
+
+def test_a_resumed_run_continues_the_same_curves(logged_run, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from realspike_cli.core.tensorboard_log import TensorBoardLogger
+    from realspike_cli.core.train import RunOptions
+
+    data, cfg = logged_run[2], replace(logged_run[3], epochs=1)
+    for options, resume in ((RunOptions(max_steps=5), False), (RunOptions(), True)):
+        callbacks = [Checkpointer(tmp_path / "run", resume=resume), TensorBoardLogger(tmp_path / "tb")]
+        list(train_events(SPEC, data, cfg, options=options, callbacks=callbacks))
+    board = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    board.Reload()
+    assert [e.step for e in board.Scalars("train/loss")] == list(range(1, 11))  # none lost, none twice
 
 
 def test_missing_tensorboard_is_one_error_line(tmp_path, capsys, monkeypatch):

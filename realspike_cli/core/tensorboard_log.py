@@ -62,7 +62,7 @@ class TensorBoardLogger(Callback):
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the TensorBoard folder {self.log_dir}: {exc.strerror}") from None
-        purge = trainer.global_step if trainer.resumed else None
+        purge = trainer.global_step + 1 if trainer.resumed else None  # the resume point's own step stays
         self.writer = self.writer_class(str(self.log_dir), purge_step=purge)
 
     def on_event(self, event: Event, trainer: Trainer) -> None:

@@ -376,7 +376,8 @@ def train_events(
     dist: DistContext | None = None,
 ) -> Iterator[Event]:
     """The training run as an event generator (RunStarted, EpochStarted, StepDone, EpochDone, then Finished
-    or Stopped; Compiled once with `options.compile`). A ModelSpec is built here, seeded by `config.seed`."""
+    or Stopped; Compiled once with `options.compile`; FinalTest before Finished with a validation split).
+    A ModelSpec is built here, seeded by `config.seed`."""
     return Trainer(model_or_spec, data, config or TrainConfig(), options or RunOptions(), dist, callbacks).run()
 
 
@@ -392,8 +393,9 @@ def fit(
     """Train and return the model (the given module, trained in place, or the one built from the spec).
 
     Writes nothing unless a callback does: pass `Checkpointer(out_dir)` for best/last checkpoints,
-    metrics.jsonl and an exact resume point. `data` is `load_dataset(...)` or a (train, test) pair of datasets
-    yielding (image, label)."""
+    metrics.jsonl and an exact resume point (`TensorBoardLogger`, `InitFrom` are further callbacks). `data` is
+    `load_dataset(...)` or a (train, test) pair of datasets yielding (image, label). With `config.val_split`
+    (or a `data.val`), `best` is selected on validation and the test set is evaluated once, at the end."""
     trainer = Trainer(model_or_spec, data, config or TrainConfig(), options or RunOptions(), dist, callbacks)
     for _ in trainer.run():
         pass
