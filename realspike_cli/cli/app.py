@@ -10,6 +10,8 @@ from realspike_cli import __version__
 from realspike_cli.cli import energy as energy_cmd
 from realspike_cli.cli import eval as eval_cmd
 from realspike_cli.cli import export as export_cmd
+from realspike_cli.cli import list as list_cmd
+from realspike_cli.cli import plot as plot_cmd
 from realspike_cli.cli import reparam as reparam_cmd
 from realspike_cli.cli import train as train_cmd
 from realspike_cli.cli import zoo as zoo_cmd
@@ -43,6 +45,8 @@ app.command("eval")(eval_cmd.eval_command)
 app.command("reparam")(reparam_cmd.reparam)
 app.command("export")(export_cmd.export_command)
 app.command("energy")(energy_cmd.energy_command)
+app.command("plot")(plot_cmd.plot_command)
+app.command("list")(list_cmd.list_command)
 
 zoo_app = typer.Typer(
     name="zoo",

@@ -1,4 +1,5 @@
-"""`realspike eval CKPT`: accuracy, loss and per-layer firing rates on the checkpoint's test set."""
+"""`realspike eval CKPT`: accuracy, loss and per-layer firing rates on the checkpoint's test set; `--t 1,2,4,8`
+evaluates it at other numbers of time steps (core.timesteps)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,18 @@ def eval_command(
     compare: Path | None = typer.Option(
         None, "--compare", help="Another checkpoint (e.g. the training form): both accuracies and prediction agreement."
     ),
+    time_steps: str | None = typer.Option(
+        None, "--t", help="Evaluate at these numbers of time steps instead of the trained T, e.g. 1,2,4,8 (a table)."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="With --t: write a PNG of top-1 against T."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
+    log_interval: float = opt.LogInterval,
     as_json: bool = opt.JsonOut,
 ) -> None:
     """Evaluate a checkpoint (either form): top-1, top-5 (≥ 10 classes), loss and firing rates.
 
     `realspike eval --compare TRAIN_CKPT INFERENCE_CKPT` evaluates both over the whole test set instead.
+    `--t 1,2,4,8` rebuilds the model at each T with the same weights (none depends on T) and tabulates accuracy.
     """
     from realspike_cli.cli.render import console, percent, print_json, table
     from realspike_cli.core.checkpoint import load_checkpoint
@@ -35,6 +43,7 @@ def eval_command(
     from realspike_cli.core.train import resolve_device
 
     keep_freed_memory()
+    steps = _check_sweep_flags(time_steps, plot, overwrite, compare)
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
     check_compatible(meta, dataset_info(dataset or meta.dataset))
@@ -43,7 +52,14 @@ def eval_command(
     if compare is not None:
         _compare(compare, checkpoint, (model, meta), data, batch_size, workers, dev, as_json)
         return
-    result = evaluate(model, BatchStream(data.test, batch_size, shuffle=False, workers=workers), dev)
+    if steps is not None:
+        _sweep(checkpoint, meta, data, options, steps, (batch_size, workers, dev), plot, overwrite, log_interval,
+               as_json)
+        return
+    from realspike_cli.cli.progress import track
+
+    stream = BatchStream(data.test, batch_size, shuffle=False, workers=workers)
+    result = evaluate(model, track(stream, len(stream), "eval", log_seconds=log_interval), dev)
     if as_json:
         print_json(
             {"checkpoint": str(checkpoint), "form": meta.form.value, "dataset": data.info.name, **result.to_dict()}
@@ -63,6 +79,56 @@ def eval_command(
     )
     rows = [[name, rate] for name, rate in result.firing_rates.items()]
     console.print(table("firing rate (spikes per neuron per step)", ["layer", "rate"], rows))
+
+
+def _check_sweep_flags(time_steps, plot, overwrite, compare) -> list[int] | None:
+    from realspike_cli.core.errors import ConfigError
+    from realspike_cli.core.timesteps import parse_time_steps
+
+    if time_steps is None:
+        if plot is not None:
+            raise ConfigError("--plot draws accuracy against T: give the time steps with --t, e.g. --t 1,2,4,8")
+        return None
+    if compare is not None:
+        raise ConfigError("--t and --compare do not combine; evaluate each checkpoint with --t on its own")
+    if plot is not None:
+        from realspike_cli.core.plotting import require_matplotlib
+
+        require_matplotlib(plot, overwrite)  # before minutes of evaluation
+    return parse_time_steps(time_steps)
+
+
+def _sweep(checkpoint, meta, data, options, steps, run, plot, overwrite, log_interval, as_json) -> None:
+    """Accuracy at each T: one table (or JSON) row per T, and optionally a plot."""
+    from dataclasses import replace
+
+    from realspike_cli.cli.progress import track
+    from realspike_cli.cli.render import console, percent, print_json, table
+    from realspike_cli.core.datasets import load_dataset
+    from realspike_cli.core.plotting import plot_accuracy_vs_time_steps
+    from realspike_cli.core.specs import Encoding
+    from realspike_cli.core.timesteps import sweep_time_steps
+
+    batch_size, workers, dev = run
+    frames = meta.spec.encoding is Encoding.FRAMES  # event frames are binned into T frames by the loader
+    test_set = (lambda t: load_dataset(data.info.name, replace(options, time_steps=t)).test) if frames else data.test
+    wrap = lambda batches, t: track(batches, len(batches), f"T={t}", log_seconds=log_interval)  # noqa: E731
+    results = sweep_time_steps(checkpoint, steps, test_set, batch_size=batch_size, device=dev, workers=workers,
+                               wrap=wrap)
+    rows = [r.to_dict() for r in results]
+    if plot is not None:
+        plot_accuracy_vs_time_steps(rows, plot, trained_at=meta.spec.time_steps, overwrite=overwrite,
+                                    title=f"{meta.spec.arch} on {data.info.name} (trained at T={meta.spec.time_steps})")
+    if as_json:
+        print_json({"checkpoint": str(checkpoint), "form": meta.form.value, "dataset": data.info.name,
+                    "trained_time_steps": meta.spec.time_steps, "results": rows})
+        return
+    cells = [[r.time_steps, percent(r.top1), percent(r.top5), r.loss, r.mean_firing_rate] for r in results]
+    title = (f"{checkpoint}: {data.info.name} test set ({results[0].images:,} images) at each T "
+             f"(trained at T={meta.spec.time_steps})")
+    console.print(table(title, ["T", "top-1", "top-5", "loss", "firing rate"], cells))
+    if plot is not None:
+        console.print(f"[bold green]wrote[/] {plot}")
 
 
 def _compare(first_path, second_path, second, data, batch_size, workers, device, as_json) -> None:

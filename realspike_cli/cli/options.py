@@ -12,3 +12,6 @@ Workers = typer.Option(0, "--workers", min=0, help="DataLoader worker processes 
 BatchSize = typer.Option(256, "--batch-size", min=1, help="Batch size for evaluation.")
 JsonOut = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 
+LogInterval = typer.Option(
+    10.0, "--log-interval", min=0.0, help="Outside a terminal (SLURM, nohup, a pipe): a progress line every SECONDS."
+)

@@ -47,6 +47,16 @@ def train(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", min=0.0, max=1.0),
     augment: str | None = typer.Option(None, "--augment", help="standard or none."),
     seed: int = typer.Option(0, "--seed"),
+    val_split: float = typer.Option(
+        0.0, "--val-split", min=0.0, max=0.99,
+        help="Hold out this fraction of the training set (stratified, seeded by --seed) and select best on it; "
+        "the test set is then evaluated once, at the end. Default 0: select on the test set, as the paper's code.",
+    ),
+    init_from: str | None = typer.Option(
+        None, "--init-from",
+        help="Start from this checkpoint's weights (a file or a zoo entry) with a new optimizer and schedule; "
+        "Real Spike coefficients it lacks start at 1.",
+    ),
     device: str = opt.Device,
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
     workers: int = opt.Workers,
@@ -70,9 +80,20 @@ def train(
     compile_model: bool = typer.Option(
         False, "--compile", help="torch.compile the training step (the first step compiles: a minute or more on CPU)."
     ),
+    tensorboard: Path | None = typer.Option(
+        None, "--tensorboard", help="Also log to TensorBoard in this folder (extra: realspike[tensorboard])."
+    ),
+    log_every: int | None = typer.Option(
+        None, "--log-every", min=1,
+        help="Outside a terminal (SLURM, nohup, a pipe): a progress line every N steps (default: a tenth of an "
+        "epoch) or every --log-interval seconds, whichever comes first.",
+    ),
+    log_interval: float = typer.Option(30.0, "--log-interval", min=0.0, help="Seconds between those lines at most."),
 ) -> int:
     """Train a Real Spike SNN; writes best/last checkpoints, metrics.jsonl and resume state.
 
+    `--resume` with a larger `--epochs` extends a run on a constant schedule; a cosine or step schedule cannot be
+    stretched, so start from its weights instead (`--init-from RUN/last.safetensors`). See docs/training.md.
     Multi-GPU / multi-node: launch with torchrun (see docs/distributed.md)."""
     if list_recipes:
         _print_recipes()
@@ -81,7 +102,7 @@ def train(
     dataset = flags["dataset"] = _resolve_dataset(dataset, recipe)
     from realspike_cli.core import distributed as D
     from realspike_cli.core.checkpointer import Checkpointer
-    from realspike_cli.core.datasets import DataOptions, load_dataset
+    from realspike_cli.core.datasets import DataOptions
     from realspike_cli.core.runtime import keep_freed_memory
     from realspike_cli.core.train import RunOptions, resolve_device, train_events
 
@@ -97,21 +118,54 @@ def train(
         run = RunOptions(device=device, workers=workers, max_steps=max_steps, sync_bn=sync_bn,
                          lif_backend=lif_backend, channels_last=channels_last, compile=compile_model)
         files = Checkpointer(out, resume=resume, overwrite=overwrite, save_every=save_every)
+        callbacks = [files, *_optional_callbacks(tensorboard)]
         shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
         with D.distributed(device) as ctx:
             # Rank 0 first when downloading, so ranks do not race to write the same files.
-            load = lambda: load_dataset(dataset, options)  # noqa: E731
+            load = lambda: _load_data(dataset, options, cfg)  # noqa: E731
             data = ctx.main_first(load) if download else load()
-            events = train_events(spec, data, cfg, options=run, callbacks=[files], dist=ctx)
+            if init_from is not None:  # after the Checkpointer: a resumed run keeps its own weights
+                callbacks.insert(1, _init_callback(init_from, ctx))
+            events = train_events(spec, data, cfg, options=run, callbacks=callbacks, dist=ctx)
             last = None
             if ctx.is_main:
                 from realspike_cli.cli.progress import render_training
 
-                last = render_training(events, spec, cfg, dataset, files, _named_recipe(recipe))
+                last = render_training(events, spec, cfg, dataset, files, log_every=log_every,
+                                       log_seconds=log_interval, recipe=_named_recipe(recipe))
             else:
                 for event in events:  # every rank must take every step
                     last = event
     return STOP_EXIT_CODES.get(getattr(last, "reason", ""), 0)
+
+
+def _load_data(dataset: str, options: Any, cfg: Any) -> Any:
+    """The data set; with --val-split, validation images come from an un-augmented copy of the training set."""
+    from dataclasses import replace
+
+    from realspike_cli.core.datasets import load_dataset
+    from realspike_cli.core.validation import with_validation
+
+    data = load_dataset(dataset, options)
+    if not cfg.val_split:
+        return data
+    plain = data.train if options.augment == "none" else load_dataset(dataset, replace(options, augment="none")).train
+    return with_validation(data, cfg.val_split, cfg.seed, val_source=plain)
+
+
+def _optional_callbacks(tensorboard: Path | None) -> list[Any]:
+    if tensorboard is None:
+        return []
+    from realspike_cli.core.tensorboard_log import TensorBoardLogger
+
+    return [TensorBoardLogger(tensorboard)]  # a missing package is an error here, before any training
+
+
+def _init_callback(source: str, ctx: Any) -> Any:
+    from realspike_cli.core.finetune import InitFrom, resolve_source
+
+    path, label = ctx.main_first(lambda: resolve_source(source))  # a zoo pull downloads on rank 0 first
+    return InitFrom(path, label)
 
 
 # A run stopped by a signal saved its resume point and exits like a process killed by that signal would
@@ -147,7 +201,8 @@ def _spec_and_config(f: dict[str, Any]) -> tuple[Any, Any]:
         for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
     }
     cfg = TrainConfig(
-        **picked, warmup_epochs=f["warmup_epochs"], label_smoothing=f["label_smoothing"], seed=f["seed"], amp=f["amp"]
+        **picked, warmup_epochs=f["warmup_epochs"], label_smoothing=f["label_smoothing"], seed=f["seed"], amp=f["amp"],
+        val_split=f["val_split"],
     )
     return spec, cfg
 

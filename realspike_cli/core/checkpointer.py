@@ -1,7 +1,8 @@
 """A training callback that owns a run directory: best/last checkpoints, metrics.jsonl and an exact resume point.
 
 Layout of `out_dir`: best.safetensors and last.safetensors (checkpoints that rebuild the model on their own),
-metrics.jsonl (one JSON line per epoch) and resume.pt (model, optimizer, schedule, position and every rank's
+metrics.jsonl (one JSON line per epoch; with a validation split, a last line {"final": "test", ...} holding the
+test metrics of the selected model) and resume.pt (model, optimizer, schedule, position and every rank's
 RNG state; tensors and strings only, read back with `torch.load(weights_only=True)`). Under torchrun every
 rank runs this callback (the resume point gathers each rank's RNG state) and only rank 0 writes.
 """
@@ -14,15 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from realspike_cli.core.checkpoint import CheckpointMeta, atomic_write, save_checkpoint
+from realspike_cli.core.checkpoint import CheckpointMeta, atomic_write, load_checkpoint, save_checkpoint
 from realspike_cli.core.errors import CheckpointError, ConfigError
-from realspike_cli.core.events import Callback, EpochDone, Event, StepDone, Stopped
+from realspike_cli.core.events import Callback, EpochDone, Event, FinalTest, StepDone, Stopped
+from realspike_cli.core.schedule import check_resumable
+from realspike_cli.core.specs import TrainConfig
 
 if TYPE_CHECKING:
     from realspike_cli.core.train import Trainer
 
 RESUME_FILE = "resume.pt"
 RUN_FILES = ("best.safetensors", "last.safetensors", "metrics.jsonl", RESUME_FILE)
+# What a checkpoint's `metrics` keep of an epoch's record (the per-layer firing rates stay in metrics.jsonl).
+CHECKPOINT_METRICS = ("train_loss", "train_top1", "val_top1", "val_top5", "val_loss", "test_top1", "test_top5",
+                      "test_loss")
 
 
 class Checkpointer(Callback):
@@ -70,12 +76,15 @@ class Checkpointer(Callback):
     def on_event(self, event: Event, trainer: Trainer) -> None:
         if isinstance(event, EpochDone):
             if trainer.dist.is_main:
-                with open(self.out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(event.record) + "\n")
+                self._append_metrics(event.record)
                 self._save_weights(self.last_path, trainer, event)
                 if event.is_best:
                     self._save_weights(self.best_path, trainer, event)
             self.save_resume(trainer)
+        elif isinstance(event, FinalTest):
+            if trainer.dist.is_main:
+                self._append_metrics(event.record)
+                self._add_test_metrics(event)
         elif isinstance(event, Stopped):
             self.save_resume(trainer)
         elif isinstance(event, StepDone) and self.save_every and trainer.global_step % self.save_every == 0:
@@ -117,8 +126,12 @@ class Checkpointer(Callback):
         spec = trainer.spec.to_dict() if trainer.spec else None
         if json.loads(state["spec"]) != spec or state["dataset"] != trainer.dataset_name:
             raise ConfigError(f"{path} was made for a different model or data set; resume with the same options")
-        if json.loads(state["config"]) != trainer.cfg.to_dict():
-            raise ConfigError(f"{path} was made with a different training recipe; resume with the same options")
+        if state.get("selected_on", "test") != trainer.selected_on:
+            raise ConfigError(f"{path} selected its best model on the {state.get('selected_on', 'test')} set; "
+                              "resume with the same validation split")
+        # More --epochs extends a run where the schedule allows it (check_resumable says why not otherwise).
+        check_resumable(TrainConfig.from_dict(json.loads(state["config"])), trainer.cfg,
+                        int(state["position"][0]), str(path), str(self.last_path))
         saved_world = int(state.get("world_size", 1))
         if saved_world != trainer.dist.world_size:
             # Another process count changes the global batch, the shards and the steps per epoch (the schedule).
@@ -127,6 +140,10 @@ class Checkpointer(Callback):
                 f"number (this run has {trainer.dist.world_size})"
             )
         return state
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def _rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """Keep metrics.jsonl consistent with the resume point (a crash may have left a later line)."""
@@ -143,13 +160,24 @@ class Checkpointer(Callback):
             recipe["command"] = recipe["command"].replace(
                 "realspike train", f"torchrun --nproc-per-node {world} -m realspike_cli train", 1)
             recipe["world_size"], recipe["global_batch_size"] = world, world * cfg.batch_size
-        r = event.record
+        if trainer.parent is not None:
+            recipe["init_from"] = trainer.parent
+        metrics = {k: event.record[k] for k in CHECKPOINT_METRICS if k in event.record}
         meta = CheckpointMeta(
             spec=spec,
             dataset=trainer.dataset_name,
-            class_names=list(getattr(trainer.data.train, "classes", []) or []),
-            metrics={"test_top1": r["test_top1"], "test_top5": r["test_top5"], "test_loss": r["test_loss"],
-                     "epoch": event.epoch},
+            class_names=trainer.class_names,
+            metrics={**metrics, "epoch": event.epoch, "selected_on": trainer.selected_on},
             recipe=recipe,
+            parent_sha256=trainer.parent["sha256"] if trainer.parent else None,
         )
         save_checkpoint(path, trainer.model, meta, overwrite=True)
+
+    def _add_test_metrics(self, event: FinalTest) -> None:
+        """best.safetensors (written at the selected epoch) gains the test metrics of its weights."""
+        model, meta = load_checkpoint(self.best_path)
+        if meta.metrics.get("epoch") != event.epoch:
+            raise CheckpointError(f"{self.best_path} is not the selected model of epoch {event.epoch}")
+        tested = {k: v for k, v in event.record.items() if k.startswith("test_")}
+        meta.metrics = {**meta.metrics, **tested}
+        save_checkpoint(self.best_path, model, meta, overwrite=True)

@@ -24,6 +24,9 @@ class RunStarted:
     epochs: int
     world_size: int = 1
     backend: str = ""
+    sizes: dict[str, int] = field(default_factory=dict)  # images per split: train, test and val if any
+    selected_on: str = "test"  # where `best` is chosen: "test" (the authors' convention) or "validation"
+    init_from: str | None = None  # the checkpoint the weights started from (InitFrom), if any
 
 
 @dataclass
@@ -35,9 +38,12 @@ class EpochStarted:
 
 @dataclass
 class StepDone:
+    """A training step ended: `loss` is its mean over ranks, `images` the images it took on all ranks."""
+
     epoch: int
     step: int
     loss: float
+    images: int = 0
 
 
 @dataclass
@@ -49,7 +55,12 @@ class Compiled:
 
 @dataclass
 class EpochDone:
-    """An epoch ended and was evaluated; `record` is its metrics.jsonl line, `is_best` whether it leads."""
+    """An epoch ended and was evaluated; `record` is its metrics.jsonl line, `is_best` whether it leads.
+
+    `record`: epoch, train_loss and train_top1 (over the epoch's steps, in training mode, on all ranks), the
+    selection set's metrics (test_top1/top5/loss, or val_top1/top5/loss with a validation split),
+    mean_firing_rate and firing_rates per layer (on that set), lr, and seconds (the epoch's training time,
+    also across an interruption)."""
 
     epoch: int
     record: dict[str, Any]
@@ -67,13 +78,27 @@ class Stopped:
 
 
 @dataclass
+class FinalTest:
+    """With a validation split only: after the last epoch, the selected (best-on-validation) model evaluated
+    once on the test set. `record`: {"final": "test", "epoch", "test_top1", "test_top5", "test_loss", "images"}."""
+
+    epoch: int
+    record: dict[str, Any]
+
+
+@dataclass
 class Finished:
+    """The run trained all its epochs. `best_top1` is on the selection set (`selected_on`: "test" or
+    "validation"); `test` is FinalTest's record with a validation split, else None."""
+
     best_top1: float
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    selected_on: str = "test"
+    test: dict[str, Any] | None = None
 
 
-Event = RunStarted | EpochStarted | StepDone | Compiled | EpochDone | Stopped | Finished
+Event = RunStarted | EpochStarted | StepDone | Compiled | EpochDone | Stopped | FinalTest | Finished
 
 
 class Callback:

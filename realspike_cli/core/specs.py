@@ -143,8 +143,11 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     augment: str = "standard"
+    val_split: float = 0.0  # > 0: hold out this fraction of the training set and select `best` on it
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.val_split < 1.0:  # also refuses NaN
+            raise ConfigError(f"the validation split must be a fraction in [0, 1), got {self.val_split}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -10,12 +10,8 @@ step and must consume every event.
 from __future__ import annotations
 
 import json
-import math
-import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,98 +29,25 @@ from realspike_cli.core.events import (
     EpochDone,
     EpochStarted,
     Event,
+    FinalTest,
     Finished,
     RunStarted,
     StepDone,
     Stopped,
 )
-from realspike_cli.core.neuron import LIFNeuron, RealSpike
+from realspike_cli.core.run_options import RunOptions, resolve_device, use_lif_backend
+from realspike_cli.core.schedule import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
 from realspike_cli.core.specs import ModelSpec, TrainConfig
+from realspike_cli.core.stop_flag import StopFlag
+from realspike_cli.core.validation import with_validation
 
 # Rank r > 0 seeds its own augmentation draws at an offset, so ranks do not crop and flip in lockstep;
 # rank 0 (and a single process) keeps the single-process seeds.
 _RANK_SEED_STRIDE = 7_919_993
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How the loop runs (none of it changes the recipe)."""
-
-    device: str = "auto"
-    workers: int = 0
-    max_steps: int | None = None  # stop (with a Stopped event) after this many steps in total
-    eval_batch_size: int = 256  # per process
-    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
-    lif_backend: str | None = None  # None: $REALSPIKE_LIF_BACKEND or "eager"; "compiled": fused inductor kernels
-    channels_last: bool = False  # NHWC convs: faster on CPU and tensor cores; rounding differs slightly
-    compile: bool = False  # torch.compile the training graph (minutes on CPU at the first step; eval stays eager)
-
-
-# Factories: names map to constructors, so recipes stay plain data --------------------------------------
-OPTIMIZERS = {
-    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum),
-    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
-    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
-}
-
-SCHEDULES = {
-    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
-    "step": lambda progress: 0.1 ** sum(progress >= m for m in (0.5, 0.75)),
-    "constant": lambda progress: 1.0,
-}
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on conv/linear weights only; BN, biases and Real Spike coefficients are not decayed."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (choose from: {', '.join(OPTIMIZERS)})")
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            weighted = isinstance(module, (nn.Conv2d, nn.Linear)) and name == "weight"
-            (decay if weighted and not isinstance(module, RealSpike) else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return OPTIMIZERS[cfg.optimizer](groups, cfg)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """Stepped every iteration; linear warm-up over `warmup_epochs`, then the named shape."""
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {cfg.schedule!r} (choose from: {', '.join(SCHEDULES)})")
-    shape = SCHEDULES[cfg.schedule]
-    warmup = int(total_steps * cfg.warmup_epochs / cfg.epochs)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return shape((step - warmup) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def use_lif_backend(model: nn.Module, name: str | None) -> None:
-    """Set on this model's neurons only: a process-wide default would leak into every later model."""
-    if name is None:
-        return
-    from realspike_cli.core import kernels
-
-    try:
-        backend = kernels.check_backend(name)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    for module in model.modules():
-        if isinstance(module, LIFNeuron):
-            module.backend = backend
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"unknown device {name!r} (choose from: auto, cpu, cuda, cuda:N)")
-    return torch.device(name)
+# Defined in their own modules, importable from here as before.
+__all__ = ["OPTIMIZERS", "SCHEDULES", "RunOptions", "Trainer", "fit", "make_optimizer", "make_scheduler",
+           "recipe_command", "resolve_device", "train_events", "use_lif_backend"]
 
 
 def recipe_command(dataset: str, spec: ModelSpec, cfg: TrainConfig) -> str:
@@ -138,32 +61,11 @@ def recipe_command(dataset: str, spec: ModelSpec, cfg: TrainConfig) -> str:
     ]
     if spec.arch_kwargs.get("width", 1.0) != 1.0:
         parts.append(f"--width {spec.arch_kwargs['width']}")
+    if cfg.label_smoothing:
+        parts.append(f"--label-smoothing {cfg.label_smoothing}")
+    if cfg.val_split:
+        parts.append(f"--val-split {cfg.val_split}")
     return " ".join(parts)
-
-
-class _StopFlag:
-    """The first SIGINT (Ctrl-C) or SIGTERM (what SLURM and Kubernetes send) asks the loop to stop after the
-    current step, saving an exact resume point; a second one stops at once (KeyboardInterrupt)."""
-
-    SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-    def __init__(self) -> None:
-        self.reason = ""
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.reason:  # a second signal means "now"
-            raise KeyboardInterrupt
-        self.reason = self.SIGNALS.get(signum, "interrupted")
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 def _as_splits(data: DataSplits | Sequence[Any]) -> DataSplits:
@@ -175,8 +77,16 @@ def _as_splits(data: DataSplits | Sequence[Any]) -> DataSplits:
     raise ConfigError("data must be load_dataset(...) or a (train, test) pair of datasets")
 
 
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 class Trainer:
-    """One run's state: model, optimizer, schedule, position and best result; `run()` is the event generator."""
+    """One run's state: model, optimizer, schedule, position and best result; `run()` is the event generator.
+
+    With a validation split (`data.val`, or `cfg.val_split` carving one out of the training set) `best` is
+    selected on it, the best weights are kept, and the test set is evaluated once, after the last epoch
+    (FinalTest). Without one, `best` is selected on the test set, as in the authors' code."""
 
     def __init__(
         self,
@@ -187,7 +97,13 @@ class Trainer:
         dist: DistContext | None = None,
         callbacks: Sequence[Callback] = (),
     ) -> None:
-        self.data, self.cfg, self.opts = _as_splits(data), cfg, opts
+        splits = _as_splits(data)
+        self.class_names = [str(c) for c in (getattr(splits.train, "classes", None) or [])]
+        # A `val` already there is the data set's own split, or this one carved by the caller with an
+        # un-augmented `val_source` (as the CLI does).
+        self.data = splits if splits.val is not None else with_validation(splits, cfg.val_split, cfg.seed)
+        self.cfg, self.opts = cfg, opts
+        self.selected_on = "validation" if self.data.val is not None else "test"
         self.callbacks = list(callbacks)
         self.dist = dist or DistContext()
         self.device = self.dist.device if self.dist.enabled else resolve_device(opts.device)
@@ -211,7 +127,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.best_top1, self.best_epoch = -1.0, -1
+        self.best_state: dict[str, torch.Tensor] | None = None  # kept with a validation split, for the test
         self.history: list[dict[str, Any]] = []
+        self.test_record: dict[str, Any] | None = None
+        # This epoch so far, carried through a resume: [train loss × images, correct, images] and seconds.
+        self.epoch_sums = torch.zeros(3, dtype=torch.float64)
+        self.epoch_seconds_before = 0.0
+        self._epoch_clock = time.perf_counter()
+        self.parent: dict[str, Any] | None = None  # set by InitFrom: the checkpoint the weights started from
+        self.resumed = False
         self.rng_after_resume: torch.Tensor | None = None
 
     @property
@@ -238,24 +162,35 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
+    def epoch_seconds(self) -> float:
+        """Training time of the current epoch so far, including the part before an interruption."""
+        return self.epoch_seconds_before + time.perf_counter() - self._epoch_clock
+
     # resume state ----------------------------------------------------------------------------------------
     def state_dict(self, rank_rng: list[torch.Tensor]) -> dict[str, Any]:
         """Everything an exact resume needs (tensors and JSON strings only: loadable with weights_only)."""
-        return {
+        state = {
             "spec": json.dumps(self.spec.to_dict() if self.spec else None),
             "config": json.dumps(self.cfg.to_dict()),
             "dataset": self.dataset_name,
+            "selected_on": self.selected_on,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "position": [self.epoch, self.step, self.global_step],
             "best": [self.best_top1, self.best_epoch],
+            "epoch_sums": self.epoch_sums.clone(),
+            "epoch_seconds": self.epoch_seconds(),
             "torch_rng": rank_rng[0],
             "rank_rng": rank_rng,
             "world_size": self.dist.world_size,
             "history": json.dumps(self.history),
+            "parent": json.dumps(self.parent),
         }
+        if self.best_state is not None:
+            state["best_model"] = self.best_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -264,43 +199,51 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.global_step = (int(v) for v in state["position"])
         self.best_top1, self.best_epoch = float(state["best"][0]), int(state["best"][1])
+        self.best_state = state.get("best_model")
         self.history = json.loads(state["history"])
+        self.epoch_sums = state.get("epoch_sums", torch.zeros(3, dtype=torch.float64)).double()
+        self.epoch_seconds_before = float(state.get("epoch_seconds", 0.0))
+        self.parent = json.loads(state.get("parent", "null"))
+        self.resumed = True
         rank_rng = state.get("rank_rng")
         self.rng_after_resume = rank_rng[self.dist.rank] if rank_rng else state["torch_rng"]
 
     # one epoch -------------------------------------------------------------------------------------------
-    def train_steps(self, stop: _StopFlag) -> Iterator[Event]:
+    def train_steps(self, stop: StopFlag) -> Iterator[Event]:
         self.net.train()
         for x, y in self._stream(self.epoch, self.step):
             started = time.perf_counter()
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.opts.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = self._first_compiled_step(x, y) if self._compile_pending else self._forward_backward(x, y)
+            step = self._first_compiled_step if self._compile_pending else self._forward_backward
+            loss, correct = step(x, y)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
             self.step += 1
             self.global_step += 1
-            mean_loss, signalled = self._agree(loss, stop)
+            mean_loss, images, signalled = self._agree(loss, correct, len(y), stop)
             if self._compile_pending:
                 self._compile_pending = False
                 yield Compiled(time.perf_counter() - started)
-            yield StepDone(self.epoch, self.step, mean_loss)
+            yield StepDone(self.epoch, self.step, mean_loss, images)
             reason = signalled or self._max_steps_reached()
             if reason:
                 self.dist.sync_buffers(self.model)
                 yield Stopped(reason, self.epoch, self.step)
                 return
 
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's loss and its number of correct top-1 predictions (in training mode, before the update)."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            loss = F.cross_entropy(self.net(x).float(), y, label_smoothing=self.cfg.label_smoothing)
+            logits = self.net(x).float()
+            loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        return loss
+        return loss, (logits.detach().argmax(1) == y).sum()
 
-    def _first_compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _first_compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The step that compiles: inductor needs a C++ compiler (CPU) or Triton (CUDA), so a machine without
         them gets one line naming the cause instead of a compiler traceback; no weight has changed yet."""
         try:
@@ -310,14 +253,17 @@ class Trainer:
             cause = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
             raise ConfigError(f"--compile failed at the first step ({cause}); train without --compile") from exc
 
-    def _agree(self, loss: torch.Tensor, stop: _StopFlag) -> tuple[float, str]:
-        """The loss averaged over ranks and the stop signal any rank got: one small all_reduce per step, so a
-        signal that reached only some processes still stops every rank after the same step."""
-        status = torch.tensor([float(loss.detach()), stop.reason == "interrupted", stop.reason == "terminated"],
-                              dtype=torch.float64)
+    def _agree(self, loss: torch.Tensor, correct: torch.Tensor, n: int, stop: StopFlag) -> tuple[float, int, str]:
+        """One small all_reduce per step: the loss averaged over ranks, this step's training sums over all
+        ranks (added to the epoch's), and the stop signal any rank got, so a signal that reached only some
+        processes still stops every rank after the same step."""
+        value = float(loss.detach())
+        status = torch.tensor([value, value * n, float(correct), n, stop.reason == "interrupted",
+                               stop.reason == "terminated"], dtype=torch.float64)
         total = self.dist.all_reduce(status)
-        reason = "terminated" if total[2] > 0 else "interrupted" if total[1] > 0 else ""
-        return float(total[0]) / self.dist.world_size, reason
+        self.epoch_sums += total[1:4]
+        reason = "terminated" if total[5] > 0 else "interrupted" if total[4] > 0 else ""
+        return float(total[0]) / self.dist.world_size, int(total[3]), reason
 
     def _max_steps_reached(self) -> str:
         limit = self.opts.max_steps
@@ -326,28 +272,52 @@ class Trainer:
     def _epoch_seed(self, epoch: int) -> int:
         return self.cfg.seed * 1_000_003 + epoch + self.dist.rank * _RANK_SEED_STRIDE
 
-    def end_epoch(self, seconds: float) -> EpochDone:
+    def _evaluate(self, dataset: Any) -> Any:
+        return evaluate_sharded(self.model, dataset, self.opts.eval_batch_size, self.device, self.dist,
+                                self.opts.workers)
+
+    def end_epoch(self) -> EpochDone:
         """Evaluate (every rank gets the totals, so `is_best` agrees), record, and move to the next epoch."""
+        seconds = self.epoch_seconds()
         self.dist.sync_buffers(self.model)
-        result = evaluate_sharded(
-            self.model, self.data.test, self.opts.eval_batch_size, self.device, self.dist, self.opts.workers
-        )
+        on_val = self.data.val is not None
+        result = self._evaluate(self.data.val if on_val else self.data.test)
+        prefix = "val" if on_val else "test"
+        loss_sum, correct, images = (float(v) for v in self.epoch_sums)
         record = {
             "epoch": self.epoch + 1,
-            "test_top1": result.top1,
-            "test_top5": result.top5,
-            "test_loss": result.loss,
+            "train_loss": loss_sum / max(images, 1.0),
+            "train_top1": correct / max(images, 1.0),
+            f"{prefix}_top1": result.top1,
+            f"{prefix}_top5": result.top5,
+            f"{prefix}_loss": result.loss,
             "mean_firing_rate": sum(result.firing_rates.values()) / max(1, len(result.firing_rates)),
+            "firing_rates": dict(result.firing_rates),
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": round(seconds, 2),
         }
         is_best = result.top1 > self.best_top1
         if is_best:
             self.best_top1, self.best_epoch = result.top1, self.epoch
+            if on_val:
+                self.best_state = _state_copy(self.model)
         self.history.append(record)
         self.epoch, self.step = self.epoch + 1, 0
+        self.epoch_sums, self.epoch_seconds_before = torch.zeros(3, dtype=torch.float64), 0.0
         torch.manual_seed(self._epoch_seed(self.epoch))
         return EpochDone(record["epoch"], record, is_best)
+
+    def test_best(self) -> FinalTest:
+        """The best-on-validation weights, evaluated once on the test set (the current weights are put back)."""
+        current = _state_copy(self.model)
+        self.model.load_state_dict(self.best_state)  # type: ignore[arg-type]
+        try:
+            result = self._evaluate(self.data.test)
+        finally:
+            self.model.load_state_dict(current)
+        self.test_record = {"final": "test", "epoch": self.best_epoch + 1, "test_top1": result.top1,
+                            "test_top5": result.top5, "test_loss": result.loss, "images": result.images}
+        return FinalTest(self.best_epoch + 1, self.test_record)
 
     # the run ---------------------------------------------------------------------------------------------
     def _emit(self, event: Event) -> Event:
@@ -367,24 +337,33 @@ class Trainer:
                 for callback in self.callbacks:
                     callback.on_end(self, self.model)
 
+    def _started(self) -> RunStarted:
+        sizes = {"train": len(self.data.train), "test": len(self.data.test)}
+        if self.data.val is not None:
+            sizes["val"] = len(self.data.val)
+        return RunStarted(str(self.device), sum(p.numel() for p in self.model.parameters()), self.epoch,
+                          self.step, self.cfg.epochs, self.dist.world_size, self.dist.backend, sizes,
+                          self.selected_on, (self.parent or {}).get("source"))
+
     def _events(self) -> Iterator[Event]:
-        params = sum(p.numel() for p in self.model.parameters())
-        yield self._emit(RunStarted(str(self.device), params, self.epoch, self.step, self.cfg.epochs,
-                                    self.dist.world_size, self.dist.backend))
+        yield self._emit(self._started())
         if self.rng_after_resume is not None:
             torch.set_rng_state(self.rng_after_resume)
         elif self.epoch == 0 and self.step == 0:
             torch.manual_seed(self._epoch_seed(0))
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while self.epoch < self.cfg.epochs:
                 yield self._emit(EpochStarted(self.epoch + 1, self.steps_per_epoch, self.step))
-                started = time.perf_counter()
+                self._epoch_clock = time.perf_counter()
                 for event in self.train_steps(stop):
                     yield self._emit(event)
                     if isinstance(event, Stopped):
                         return
-                yield self._emit(self.end_epoch(time.perf_counter() - started))
-        yield self._emit(Finished(self.best_top1, self.best_epoch + 1, self.history))
+                yield self._emit(self.end_epoch())
+        if self.best_state is not None:
+            yield self._emit(self.test_best())
+        yield self._emit(Finished(self.best_top1, self.best_epoch + 1, self.history, self.selected_on,
+                                  self.test_record))
 
 
 def train_events(
@@ -397,7 +376,8 @@ def train_events(
     dist: DistContext | None = None,
 ) -> Iterator[Event]:
     """The training run as an event generator (RunStarted, EpochStarted, StepDone, EpochDone, then Finished
-    or Stopped; Compiled once with `options.compile`). A ModelSpec is built here, seeded by `config.seed`."""
+    or Stopped; Compiled once with `options.compile`; FinalTest before Finished with a validation split).
+    A ModelSpec is built here, seeded by `config.seed`."""
     return Trainer(model_or_spec, data, config or TrainConfig(), options or RunOptions(), dist, callbacks).run()
 
 
@@ -413,8 +393,9 @@ def fit(
     """Train and return the model (the given module, trained in place, or the one built from the spec).
 
     Writes nothing unless a callback does: pass `Checkpointer(out_dir)` for best/last checkpoints,
-    metrics.jsonl and an exact resume point. `data` is `load_dataset(...)` or a (train, test) pair of datasets
-    yielding (image, label)."""
+    metrics.jsonl and an exact resume point (`TensorBoardLogger`, `InitFrom` are further callbacks). `data` is
+    `load_dataset(...)` or a (train, test) pair of datasets yielding (image, label). With `config.val_split`
+    (or a `data.val`), `best` is selected on validation and the test set is evaluated once, at the end."""
     trainer = Trainer(model_or_spec, data, config or TrainConfig(), options or RunOptions(), dist, callbacks)
     for _ in trainer.run():
         pass

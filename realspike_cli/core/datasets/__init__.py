@@ -47,9 +47,13 @@ class DataOptions:
 
 @dataclass
 class DataSplits:
+    """`val`: a validation split (the data set's own, or carved from `train` by core.validation); when present,
+    training selects `best` on it and evaluates the test set once, at the end."""
+
     info: DatasetInfo
     train: Dataset
     test: Dataset
+    val: Dataset | None = None
 
 
 Loader = Callable[[DataOptions], tuple[Dataset, Dataset]]
