@@ -48,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "RunOptions": "realspike_cli.core.train",
     "Checkpointer": "realspike_cli.core.checkpointer",
     "Callback": "realspike_cli.core.events",
+    "TensorBoardLogger": "realspike_cli.core.tensorboard_log",
+    "InitFrom": "realspike_cli.core.finetune",
     "evaluate": "realspike_cli.core.evaluate",
     "check_equivalence": "realspike_cli.core.reparam",
     "EquivalenceReport": "realspike_cli.core.reparam",
