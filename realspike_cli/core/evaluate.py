@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -99,10 +99,21 @@ def summarize(sums: dict) -> EvalResult:
 
 
 def evaluate(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str = "cpu"
+    model: nn.Module, data: Any, device: torch.device | str = "cpu", *, batch_size: int = 256
 ) -> EvalResult:
-    """Top-1, top-5 (when there are at least 10 classes), mean loss and firing rate of every neuron layer."""
-    return summarize(evaluate_sums(model, batches, device))
+    """Top-1, top-5 (when there are at least 10 classes), mean loss and firing rate of every neuron layer.
+
+    `data`: `load_dataset(...)` (its test split is used), a Dataset of (image, label), or an iterable of
+    (images, labels) batches."""
+    from torch.utils.data import Dataset
+
+    from realspike_cli.core.datasets.loaders import BatchStream
+
+    if hasattr(data, "test") and hasattr(data, "train"):  # DataSplits
+        data = data.test
+    if isinstance(data, Dataset):
+        data = BatchStream(data, batch_size, shuffle=False)
+    return summarize(evaluate_sums(model, data, device))
 
 
 def reduce_sums(sums: dict, ctx: DistContext) -> dict:
