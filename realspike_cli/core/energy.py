@@ -18,7 +18,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from realspike_cli.core.energy_profiles import EnergyProfile
 from realspike_cli.core.errors import ConfigError
-from realspike_cli.core.neuron import LIFNeuron, RealSpike
+from realspike_cli.core.neuron import LIFNeuron, RealSpike, fold_support
 from realspike_cli.core.reparam import LEAVES
 from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SharedSynapse, SynapticScale
 from realspike_cli.core.synops import SynOp, fanout, op_of, path_shape
@@ -175,6 +175,8 @@ class SynapseGraph:
     """The synaptic structure of a model: event sources (neurons, max-pooled spikes) and every consumer."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+        if why := fold_support(model):
+            raise ConfigError(f"energy cannot count this model yet: {why}")
         try:
             graph = _Tracer().trace(model)
         except Exception as exc:  # fx raises many types; the first line says what it could not trace

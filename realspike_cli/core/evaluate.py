@@ -60,7 +60,7 @@ class SpikeRecorder:
 
     def _hook(self, name: str) -> Callable:
         def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            self.spikes[name] += float(output.detach().double().sum())
+            self.spikes[name] += float(output.detach().abs().double().sum())  # |s|: ternary spikes count as events
             self.steps[name] += output.numel()
 
         return record

@@ -14,7 +14,7 @@ import torch.fx as fx
 from torch import nn
 
 from realspike_cli.core.errors import ReparamError
-from realspike_cli.core.neuron import LIFNeuron, RealSpike
+from realspike_cli.core.neuron import LIFNeuron, RealSpike, fold_support
 from realspike_cli.core.synapses import (
     FactorizedSynapse,
     MaterializedSynapse,
@@ -113,6 +113,8 @@ class _Converter:
     """Analysis (`plan`) on an fx graph of a deep copy, then the rewrite (`convert`)."""
 
     def __init__(self, model: nn.Module, materialize: bool, check_values: bool) -> None:
+        if why := fold_support(model):
+            raise ReparamError(f"cannot re-parameterize this model yet: {why}")
         root = copy.deepcopy(model).eval()
         try:
             graph = _Tracer().trace(root)
