@@ -326,6 +326,29 @@ def test_old_metadata_reads_as_hard_differentiated_reset():
         assert (spec.reset, spec.detach_reset) == ("hard", False)
 
 
+def test_a_checkpoint_file_written_before_the_options_loads_unchanged(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+    from realspike_cli.core.models import build_model
+
+    spec = dataclasses.replace(family_spec(), spike="element")
+    model = build_model(spec).eval()
+    new = save_checkpoint(tmp_path / "new.safetensors", model, CheckpointMeta(spec=spec, dataset="mnist10k"))
+    meta = CheckpointMeta(spec=spec, dataset="mnist10k").to_dict()
+    meta["model"]["neuron"] = {"kind": "lif", "decay": 0.25, "v_th": 0.5, "surrogate_width": 1.0, "reset": "hard",
+                               "reset_value": 0.0, "surrogate": "rectangular"}  # the old writer's fields
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(new), str(old), metadata={"format": "pt", "realspike": json.dumps(meta)})
+    loaded, read = load_checkpoint(old)
+    assert read.spec == spec and (read.spec.neuron.reset, read.spec.neuron.detach_reset) == ("hard", False)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
 def test_checkpoint_round_trip_of_a_ternary_mpbn_model(tmp_path):
     from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
     from realspike_cli.core.models import build_model
