@@ -40,6 +40,7 @@ def test_round_trip_rebuilds_the_model_from_the_file_alone(saved):
         "v_th": 0.5,
         "surrogate_width": 1.0,
         "reset": "hard",
+        "detach_reset": False,
         "reset_value": 0.0,
         "surrogate": "rectangular",
     }

@@ -159,3 +159,21 @@ def test_compile_failure_is_one_error_line_and_changes_nothing(tmp_path, monkeyp
     assert_one_error_line(code, err, "--compile failed at the first step (RuntimeError: InductorError")
     assert "long compiler output" not in err
     assert not (out / "resume.pt").exists() and not (out / "last.safetensors").exists()
+
+
+def test_recorded_command_reproduces_the_neuron_options(tmp_path, capsys):
+    """The command a checkpoint records, run through the real CLI, builds the same spec (soft reset etc.)."""
+    import shlex
+
+    from realspike_cli.cli.app import main
+    from realspike_cli.core.specs import ModelSpec, NeuronSpec
+    from realspike_cli.core.train import recipe_command
+
+    neuron = NeuronSpec(reset="soft", detach_reset=True, surrogate_width=0.5)
+    spec = ModelSpec("small_convnet", 10, 1, (28, 28), 2, spike="channel", neuron=neuron, arch_kwargs={"width": 0.25})
+    tokens = shlex.split(recipe_command("mnist10k", spec, replace(CFG, epochs=1)))[1:]  # drop "realspike"
+    with pytest.raises(SystemExit) as stop:
+        main([*tokens, "--max-steps", "1", "--out", str(tmp_path)])
+    assert stop.value.code == 0, capsys.readouterr().err
+    saved = json.loads(torch.load(tmp_path / "resume.pt", weights_only=True)["spec"])
+    assert saved == spec.to_dict()

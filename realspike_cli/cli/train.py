@@ -29,10 +29,23 @@ def train(
     list_recipes: bool = typer.Option(False, "--list-recipes", help="List the named recipes and exit."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture (default depends on the data set)."),
     t: int | None = typer.Option(None, "--t", min=1, help="Time steps T."),
-    spike: str | None = typer.Option(None, "--spike", help="binary, layer, channel or element."),
-    neuron: str | None = typer.Option(None, "--neuron", help="lif or if (default: the architecture's)."),
+    spike: str | None = typer.Option(
+        None, "--spike", help="binary, layer, channel, element (Real Spike) or ternary, ternary-layer, "
+        "ternary-channel, ternary-element (spikes in {-1, 0, 1}); see docs/neurons.md."
+    ),
+    neuron: str | None = typer.Option(
+        None, "--neuron", help="lif, if or mpbn (LIF firing on a BatchNorm of its membrane; --decay 1 for IF "
+        "dynamics); default: the architecture's."
+    ),
     decay: float = typer.Option(0.25, "--decay", help="LIF membrane decay τ (IF: 1)."),
     v_th: float = typer.Option(0.5, "--v-th", help="Firing threshold V_th."),
+    reset: str = typer.Option("hard", "--reset", help="hard (to 0, the paper's) or soft (subtract s·V_th)."),
+    surrogate_width: float = typer.Option(
+        1.0, "--surrogate-width", help="Width w of the rectangular surrogate window: 1 on |u − V_th| ≤ w/2."
+    ),
+    detach_reset: bool = typer.Option(
+        False, "--detach-reset", help="Detach the reset from the gradient (default: differentiated, as the authors)."
+    ),
     width: float = typer.Option(1.0, "--width", min=0.01, help="Channel width multiplier."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch_size: int | None = typer.Option(
@@ -192,7 +205,10 @@ def _spec_and_config(f: dict[str, Any]) -> tuple[Any, Any]:
         input_size=info.input_size,
         time_steps=_pick(f["t"], d, "time_steps"),
         spike=_pick(f["spike"], d, "spike"),
-        neuron=NeuronSpec(kind=kind, decay=1.0 if kind == "if" else f["decay"], v_th=f["v_th"]),
+        neuron=NeuronSpec(
+            kind=kind, decay=1.0 if kind == "if" else f["decay"], v_th=f["v_th"], reset=f["reset"],
+            surrogate_width=f["surrogate_width"], detach_reset=f["detach_reset"],
+        ),
         encoding=info.encoding,
         arch_kwargs={"width": f["width"]} if f["width"] != 1.0 else {},
     )

@@ -19,7 +19,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from realspike_cli.core.energy_profiles import EnergyProfile
 from realspike_cli.core.errors import ConfigError
 from realspike_cli.core.graph import MAX_POOLS, SYNAPSES, ModelGraph, SpikeTerm, is_spiking_neuron, trace
-from realspike_cli.core.neuron import RealSpike
+from realspike_cli.core.neuron import RealSpike, fold_support
 from realspike_cli.core.spike_recorder import SpikeRecorder
 from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse
 from realspike_cli.core.synops import SynOp, fanout, op_of, path_shape
@@ -155,6 +155,8 @@ class SynapseGraph:
     """The synaptic structure of a model: event sources (neurons, max-pooled spikes) and every consumer."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+        if why := fold_support(model):
+            raise ConfigError(f"energy cannot count this model yet: {why}")
         self.gm = trace(model, doing="count operations")  # shares the model's modules
         ShapeProp(self.gm).propagate(example[:1])  # one sample: every shape[0] is rows per image
         self.g = ModelGraph(self.gm)

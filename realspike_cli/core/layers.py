@@ -24,7 +24,8 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 
 
 def spiking(spec: ModelSpec, feature_shape: tuple[int, ...]) -> SpikeActivation:
-    """The model's neuron and Real Spike setting for a feature map of `feature_shape` (one sample)."""
+    """The model's neuron (LIF, IF or MPBN; binary or ternary spikes) and spike amplitude for a feature map
+    of `feature_shape` (one sample): every architecture builds its neurons here (see docs/neurons.md)."""
     return SpikeActivation(spec.neuron, spec.time_steps, spec.spike, tuple(feature_shape))
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from realspike_cli.core.errors import ReparamError
 from realspike_cli.core.graph import ModelGraph, refuse_weight_wrappers, trace
-from realspike_cli.core.neuron import RealSpike
+from realspike_cli.core.neuron import RealSpike, fold_support
 from realspike_cli.core.reparam_plan import Consumer, Fold, Planner
 from realspike_cli.core.spike_recorder import SpikeRecorder
 from realspike_cli.core.synapses import (
@@ -64,6 +64,8 @@ class _Converter:
 
     def __init__(self, model: nn.Module, materialize: bool, check_values: bool) -> None:
         refuse_weight_wrappers(model, ReparamError, "re-parameterize", hooks_only=False)
+        if why := fold_support(model):
+            raise ReparamError(f"cannot re-parameterize this model yet: {why}")
         root = copy.deepcopy(model).eval()
         self.gm = trace(root, error=ReparamError, class_name=f"{type(model).__name__}Inference")
         for attr in ("spec", "time_steps"):  # plain metadata of SpikingNetwork, kept for callers

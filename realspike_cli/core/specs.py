@@ -6,6 +6,7 @@ These are what a checkpoint's metadata stores, so a model can be rebuilt from th
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -14,12 +15,39 @@ from realspike_cli.core.errors import ConfigError
 
 
 class Spike(str, Enum):
-    """Granularity of the Real Spike coefficient a (paper Sec. 3.5); `binary` is the vanilla a ≡ 1."""
+    """The spike setting: the spike alphabet and the granularity of the learnable amplitude a.
+
+    Binary spikes o ∈ {0, 1} (Real Spike, Guo et al. ECCV 2022): `binary` is the vanilla a ≡ 1, `layer`,
+    `channel` and `element` learn a at that granularity (paper Sec. 3.5). Ternary spikes s ∈ {−1, 0, 1}
+    (Ternary Spike, Guo et al. AAAI 2024): `ternary` is a ≡ 1, `ternary-layer` the paper's learnable
+    layer-wise a; `ternary-channel` and `ternary-element` are realspike's extension.
+    """
 
     BINARY = "binary"
     LAYER = "layer"
     CHANNEL = "channel"
     ELEMENT = "element"
+    TERNARY = "ternary"
+    TERNARY_LAYER = "ternary-layer"
+    TERNARY_CHANNEL = "ternary-channel"
+    TERNARY_ELEMENT = "ternary-element"
+
+    @property
+    def ternary(self) -> bool:
+        """True when the neurons emit spikes in {−1, 0, +1} rather than {0, 1}."""
+        return self.value.startswith("ternary")
+
+    @property
+    def spike_values(self) -> tuple[float, ...]:
+        """The values a neuron of this setting emits, before the amplitude a."""
+        return (-1.0, 0.0, 1.0) if self.ternary else (0.0, 1.0)
+
+    @property
+    def granularity(self) -> Spike:
+        """The amplitude's granularity as a binary-alphabet setting: BINARY (no a), LAYER, CHANNEL or ELEMENT."""
+        if self is Spike.TERNARY:
+            return Spike.BINARY
+        return Spike(self.value.removeprefix("ternary-"))
 
 
 class Form(str, Enum):
@@ -44,21 +72,44 @@ def _choice(enum: type[Enum], value: Any, what: str) -> Any:
         raise ConfigError(f"unknown {what} {value!r} (choose from: {known})") from None
 
 
+NEURON_KINDS = ("lif", "if", "mpbn")
+RESETS = ("hard", "soft")
+
+
+def _real(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class NeuronSpec:
-    """Iterative LIF (paper Eq. 1–3) or IF (decay 1) with hard reset to 0 and a rectangular surrogate.
+    """The neuron: iterative LIF (paper Eq. 1–3), IF (decay 1) or MPBN, its reset and its surrogate.
 
-    The surrogate gradient is 1 on |u − v_th| ≤ width/2, i.e. on 0 ≤ u ≤ 1 for the defaults.
+    h_t = decay·u_{t−1} + x_t. `lif`/`if` fire on h, `mpbn` (Guo et al. ICCV 2023) on BN(h), a per-channel
+    BatchNorm of the membrane; `mpbn` keeps `decay` as given (decay 1: IF dynamics). The reset acts on h:
+    `hard` (the paper's) sets u_t = 0 after a spike of either sign, `soft` subtracts s_t·v_th. The reset is
+    differentiated as in the authors' code unless `detach_reset`. The surrogate gradient is 1 on
+    |h − v_th| ≤ width/2 (0 ≤ h ≤ 1 for the defaults); ternary neurons use the union of that window and its
+    mirror at −v_th (|h| ≤ 1 for the defaults). See docs/neurons.md.
     """
 
     kind: str = "lif"
     decay: float = 0.25
     v_th: float = 0.5
     surrogate_width: float = 1.0
+    reset: str = "hard"
+    detach_reset: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in ("lif", "if"):
-            raise ConfigError(f"unknown neuron {self.kind!r} (choose from: lif, if)")
+        if self.kind not in NEURON_KINDS:
+            raise ConfigError(f"unknown neuron {self.kind!r} (choose from: {', '.join(NEURON_KINDS)})")
+        if self.reset not in RESETS:
+            raise ConfigError(f"unknown reset {self.reset!r} (choose from: {', '.join(RESETS)})")
+        if not isinstance(self.detach_reset, bool):
+            raise ConfigError(f"detach_reset must be true or false, got {self.detach_reset!r}")
+        for name, what in (("decay", "neuron decay"), ("v_th", "threshold"), ("surrogate_width", "surrogate width")):
+            object.__setattr__(self, name, _real(getattr(self, name), what))
         if self.kind == "if" and self.decay != 1.0:
             object.__setattr__(self, "decay", 1.0)
         if not 0.0 < self.decay <= 1.0:
@@ -69,10 +120,14 @@ class NeuronSpec:
             raise ConfigError(f"surrogate width must be positive, got {self.surrogate_width}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "reset": "hard", "reset_value": 0.0, "surrogate": "rectangular"}
+        reset_value = 0.0 if self.reset == "hard" else None  # where a hard reset sets u; none for soft
+        return {**dataclasses.asdict(self), "reset_value": reset_value, "surrogate": "rectangular"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NeuronSpec:
+        """Metadata written before `reset`/`detach_reset` existed reads as the paper's hard, differentiated reset."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"neuron settings must be an object, got {type(d).__name__}")
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 

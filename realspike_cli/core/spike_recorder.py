@@ -65,13 +65,14 @@ class SpikeRecorder:
     def _neuron_hook(self, name: str) -> Callable[[nn.Module, Any, torch.Tensor], None]:
         def record(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
             o = out.detach()
-            self.spikes[name] += float(o.sum(dtype=torch.float64))
+            magnitude = o.abs()  # ternary spikes: a −1 is an event too
+            self.spikes[name] += float(magnitude.sum(dtype=torch.float64))
             self.steps[name] += o.numel()
             self.shapes[name] = tuple(o.shape[1:])
             if self._check_binary:
                 self._note_binary(name, o)
             if self._per_sample:  # [T·B, ...] -> spikes per sample, summed over time and neurons
-                counts = o.unflatten(0, (module.time_steps, -1)).flatten(2).sum((0, 2), dtype=torch.float64)
+                counts = magnitude.unflatten(0, (module.time_steps, -1)).flatten(2).sum((0, 2), dtype=torch.float64)
                 self.samples[name] = torch.cat([self.samples[name], counts]) if name in self.samples else counts
             for key, prefix in self._derived[name]:
                 y = o

@@ -65,6 +65,13 @@ def recipe_command(dataset: str, spec: ModelSpec, cfg: TrainConfig) -> str:
         parts.append(f"--label-smoothing {cfg.label_smoothing}")
     if cfg.val_split:
         parts.append(f"--val-split {cfg.val_split}")
+    n = spec.neuron  # the options the paper leaves open, only where they differ from its choices
+    if n.reset != "hard":
+        parts.append(f"--reset {n.reset}")
+    if n.detach_reset:
+        parts.append("--detach-reset")
+    if n.surrogate_width != 1.0:
+        parts.append(f"--surrogate-width {n.surrogate_width}")
     return " ".join(parts)
 
 

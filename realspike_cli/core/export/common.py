@@ -14,6 +14,7 @@ from torch import nn
 from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint
 from realspike_cli.core.errors import RealSpikeError
 from realspike_cli.core.graph import is_spiking_neuron
+from realspike_cli.core.neuron import fold_support
 from realspike_cli.core.specs import Encoding, Form, ModelSpec, NeuronSpec
 
 
@@ -75,6 +76,8 @@ def load_inference(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     from realspike_cli.core.reparam import to_inference
 
     model, meta = load_checkpoint(path)
+    if why := fold_support(model, soft_reset=False):
+        raise ExportError(f"cannot export this model yet: {why}")
     if meta.form is Form.TRAIN:
         model = to_inference(model)
     return model.float().eval(), meta
