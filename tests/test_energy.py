@@ -263,6 +263,7 @@ def test_trained_mnist10k_both_forms(trained, capsys, tmp_path):
     code, out, err = cli(capsys, "energy", str(trained), "--batches", "2", "--batch-size", "40",
                          "--json", str(tmp_path / "e.json"), *plot)
     assert code == 0, err
+    assert not has_plot or (tmp_path / "e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "totals per image" in out and "inference form" in out
     assert not has_plot or (tmp_path / "e.png").stat().st_size > 0
     report = json.loads((tmp_path / "e.json").read_text())
@@ -282,6 +283,38 @@ def test_trained_mnist10k_both_forms(trained, capsys, tmp_path):
     assert t["ann_ratio"] == pytest.approx(t["energy_pj"] / report["ann"]["energy_pj"])
     assert t["ann_ratio"] < train["totals"]["ann_ratio"]
     assert t["weights_unshared"] > 10 * t["weights_shared"] and t["weights_needed"] == t["weights_unshared"]
+    assert "measured 2/2 batches" in err  # no terminal: a plain progress line on stderr
+    assert_memory_report(report, out)
+
+
+def assert_memory_report(report: dict, out: str) -> None:
+    """The memory-inclusive part of a trained element-wise model's report, checked with arithmetic on the JSON."""
+    assert "memory-inclusive totals per image" in out and "crossover spike rate" in out and "QNN (2-bit" in out
+    mem, forms = report["memory"], report["forms"]
+    assert mem["profile"]["name"] == "lemaire" and mem["qnn"]["activation_bits"] == 2  # ⌈log₂(T + 1)⌉, T = 2
+    labels = [(f["form"], f["storage"]) for f in mem["forms"]]
+    assert labels == [("train", "shared"), ("inference", "factorized"), ("inference", "materialized")]
+    neurons = forms["inference"]["neurons"]
+    rate = sum(n["spikes"] for n in neurons) / sum(n["neurons"] * n["time_steps"] for n in neurons)
+    for f in mem["forms"]:
+        t = f["totals"]
+        # today's compute-only figure, summed from the other side (LayerCount.energy_pj of each layer)
+        assert t["compute_only_pj"] == pytest.approx(forms[f["form"]]["totals"]["energy_pj"], rel=1e-12)
+        assert t["memory_inclusive_pj"] == pytest.approx(t["fixed_pj"] + t["per_spike_pj"], rel=1e-12)
+        assert t["memory_inclusive_pj"] > 3 * t["compute_only_pj"] and f["rate"] == pytest.approx(rate, rel=1e-12)
+        assert t["lines"]["neuron updates"] > 0 and t["lines"]["spike writes"] > 0
+    factorized, materialized = (f["totals"]["lines"] for f in mem["forms"][1:])
+    assert materialized["weight reads"] > 2 * factorized["weight reads"] and "weight reconstruction" in factorized
+    stored = [sum(x["weights_stored"] for x in f["layers"]) for f in mem["forms"][1:]]
+    assert stored[1] - stored[0] == forms["inference"]["totals"]["weights_unshared"] - \
+        forms["inference"]["totals"]["weights_shared"]
+    for c in mem["crossovers"]:
+        base = mem["qnn"] if c["baseline"].startswith("QNN") else mem["ann"]
+        assert c["baseline_pj"] == pytest.approx(base["memory_inclusive_pj"], rel=1e-12)
+        if c["crossover_rate"]:  # on the line E(r) = fixed + r / r₀ · per_spike, E(r*) is the baseline
+            e = c["fixed_pj"] + c["crossover_rate"] / c["rate"] * c["per_spike_pj"]
+            assert e == pytest.approx(c["baseline_pj"], rel=1e-9)
+    assert any(a.startswith("memory preset lemaire: Lemaire et al.") for a in mem["assumptions"])
 
 
 def test_cli_json_equals_python_estimate_energy(trained, capsys, tmp_path):
@@ -385,3 +418,88 @@ def assert_one_error_line(code: int, err: str, expected: str) -> None:
     assert code == 1 and "Traceback" not in err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert lines[0].startswith("error:") and expected in " ".join(err.split()), err
+
+
+def test_json_to_stdout_is_only_json(trained, capsys):
+    code, out, err = cli(capsys, "energy", str(trained), "--batches", "1", "--batch-size", "16", "--json", "-",
+                         "--memory", "one-to-one")
+    assert code == 0, err
+    report = json.loads(out)  # nothing but the report on stdout; the progress line went to stderr
+    assert "measured 1/1 batches" in err
+    assert [f["storage"] for f in report["memory"]["forms"]] == ["one-to-one", "one-to-one"]
+
+
+def test_outputs_are_replaced_only_with_overwrite(trained, capsys, tmp_path):
+    has_plot = importlib.util.find_spec("matplotlib") is not None
+    targets = [tmp_path / "e.json"] + ([tmp_path / "e.png"] if has_plot else [])
+    for target in targets:
+        target.write_text("keep me")
+        flag = "--json" if target.suffix == ".json" else "--plot"
+        # refused before anything is loaded or measured: the checkpoint does not even have to exist
+        code, _, err = cli(capsys, "energy", "missing.safetensors", flag, str(target))
+        assert_one_error_line(code, err, f"{target} already exists; choose another output path or pass --overwrite")
+        assert target.read_text() == "keep me"
+    args = [a for t in targets for a in ("--json" if t.suffix == ".json" else "--plot", str(t))]
+    code, _, err = cli(capsys, "energy", str(trained), "--batches", "1", "--batch-size", "8", *args, "--overwrite")
+    assert code == 0, err
+    assert json.loads(targets[0].read_text())["inputs"]["images"] == 8
+    assert not has_plot or targets[1].read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(t.name for t in targets)  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--memory", "lemair"], "did you mean 'lemaire'"),
+        (["--memory", "nowhere.toml"], "a memory profile file not found: nowhere.toml"),
+        (["--json", "same.out", "--plot", "same.out"], "--json and --plot name the same file: same.out"),
+        (["--json", "."], ". is a folder; give a file name"),
+    ],
+)
+def test_bad_memory_and_output_options(capsys, extra, expected):
+    code, _, err = cli(capsys, "energy", "missing.safetensors", *extra)
+    assert_one_error_line(code, err, expected)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("access_bits = 32\n", "missing 'name'"),
+        ('name = "m"\naccess_bits = 32\nsram_pj = [[0, 1.0]]\nweight_bits = 32\nstate_bits = 32\nspike_bits = 32\n'
+         'activation_bits = 32\nsynapses = "shared"\n', "synapses must be one of as-stored, one-to-one"),
+        ('name = "m"\naccess_bits = 32\nsram_pj = [[8192, 1.0], [1024, 2.0]]\nweight_bits = 32\nstate_bits = 32\n'
+         'spike_bits = 32\nactivation_bits = 32\n', "sram_pj buffer sizes must increase strictly"),
+        ('name = "m"\naccess_bits = 32\nsram_pj = [[0, inf]]\nweight_bits = 32\nstate_bits = 32\nspike_bits = 32\n'
+         'activation_bits = 32\n', "sram_pj energies must be numbers of pJ"),
+        ('name = "m"\naccess_bits = 32\nsram_pj = [[0, 1.0]]\nweight_bits = true\nstate_bits = 32\nspike_bits = 32\n'
+         'activation_bits = 32\n', "weight_bits must be a whole number from 1 to 64, got True"),
+        ('name = "m"\naccess_bits = 32\nsram_pj = [[0, 1.0]]\nweight_bits = 32\nstate_bits = 32\nspike_bits = 32\n'
+         'activation_bits = 32\ndram_pj = -5\n', "dram_pj must be a positive number of pJ"),
+        ('name = "m"\nsram = 1\n', "unknown key 'sram'"),
+    ],
+)
+def test_malformed_memory_file(capsys, tmp_path, text, expected):
+    path = tmp_path / "memory.toml"
+    path.write_text(text)
+    code, _, err = cli(capsys, "energy", "missing.safetensors", "--memory", str(path))
+    assert_one_error_line(code, err, expected)
+
+
+def test_progress_is_reported_per_batch_and_drawn_in_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from realspike_cli.cli import energy as energy_cli
+    from realspike_cli.cli import render
+
+    x = ones_at((2, 5, 5), (0, 1, 1))
+    calls = []
+    estimate_energy(Probe(nn.Conv2d(2, 3, 3, 1, 1)), [x, x, x], progress=lambda *args: calls.append(args))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=screen, force_terminal=True, width=100))
+    with energy_cli._progress(3, on_stderr=False) as tick:
+        for done in (1, 2, 3):
+            tick(done, 3)
+    assert "measuring batches" in screen.getvalue()

@@ -1,13 +1,19 @@
-"""`realspike energy CKPT`: spikes, synaptic operations (AC/MAC), energy and weights per layer, per image."""
+"""`realspike energy CKPT`: spikes, synaptic operations, compute-only and memory-inclusive energy per layer,
+the ANN and quantized-ANN baselines and the crossover spike rate, per image."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from realspike_cli.cli import options as opt
+
+PLAIN_PROGRESS_SECONDS = 5.0  # without a terminal: one progress line this often (and one at the end)
 
 
 def energy_command(
@@ -20,53 +26,126 @@ def energy_command(
     profile: str = typer.Option(
         "45nm", "--profile", help="Energy per operation: 45nm, 45nm-fp16, 45nm-int32, 45nm-int8, or a TOML/JSON file."
     ),
+    memory: str = typer.Option(
+        "lemaire", "--memory",
+        help="Energy per memory access by buffer size: lemaire, horowitz-dram, one-to-one, or a TOML/JSON file.",
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the full report as JSON to PATH ('-': stdout)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a per-layer energy bar chart to this PNG."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG: per-layer compute vs memory energy, and energy vs spike rate."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--plot files."),
     device: str = opt.Device,
 ) -> None:
-    """Count spikes, accumulates (AC) and multiply-accumulates (MAC) per image on real inputs, and their energy.
+    """Count spikes, accumulates (AC) and multiply-accumulates (MAC) per image on real inputs, and their energy:
+    compute-only, and with neuron updates, addressing and memory accesses priced by buffer size.
 
     A training-form checkpoint is also converted to its inference form, and both are shown side by side,
-    next to the same network run as an ANN.
+    next to the same network run as an ANN and as a bit-matched quantized ANN, with the firing rate below
+    which the SNN would beat each.
     """
+    from realspike_cli.cli.energy_tables import render
     from realspike_cli.cli.render import console, print_json
     from realspike_cli.core.checkpoint import load_checkpoint
     from realspike_cli.core.energy_estimate import estimate_energy
     from realspike_cli.core.energy_profiles import resolve_profile
+    from realspike_cli.core.energy_profiles.memory import resolve_memory
     from realspike_cli.core.errors import ConfigError
     from realspike_cli.core.inputs import first_test_batches
     from realspike_cli.core.train import resolve_device
 
     if batches < 1:
         raise ConfigError(f"--batches must be at least 1, got {batches}")
-    energy_profile = resolve_profile(profile)
+    energy_profile, memory_profile = resolve_profile(profile), resolve_memory(memory)
+    to_stdout = json_path is not None and str(json_path) == "-"
+    _check_outputs([p for p in (None if to_stdout else json_path, plot) if p is not None], overwrite)
     if plot is not None:
         _require_matplotlib()
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
     inputs, described = first_test_batches(meta, batches=batches, batch_size=batch_size, dataset=dataset,
                                            data_dir=data_dir, random=random_inputs)
-    with console.status("measuring spikes and counting operations"):
-        report = estimate_energy(model, inputs, energy_profile, source=described["source"])
+    with _progress(len(inputs), on_stderr=to_stdout) as tick:
+        report = estimate_energy(model, inputs, energy_profile, memory=memory_profile, source=described["source"],
+                                 progress=tick)
     data = {"checkpoint": str(checkpoint), "model": meta.spec.to_dict(), "form": meta.form.value,
             **report.to_dict()}
-    if json_path is not None and str(json_path) == "-":
+    if to_stdout:
         print_json(data)
     else:
-        _render(report, meta, checkpoint)
+        render(report, meta, checkpoint)
         if json_path is not None:
-            json_path.write_text(_dumps(data))
-            console.print(f"[bold green]wrote[/] {json_path}")
+            _write(json_path, lambda tmp: tmp.write_text(_dumps(data), encoding="utf-8"), overwrite)
+            console.print(f"[bold green]wrote[/] {_plain(str(json_path))}")
     if plot is not None:
-        _plot(report, plot)
-        if json_path is None or str(json_path) != "-":
-            console.print(f"[bold green]wrote[/] {plot}")
+        from realspike_cli.cli.energy_plot import draw
+
+        _write(plot, lambda tmp: draw(report, tmp), overwrite)
+        if not to_stdout:
+            console.print(f"[bold green]wrote[/] {_plain(str(plot))}")
+
+
+def _check_outputs(paths: list[Path], overwrite: bool) -> None:
+    """Refuse before measuring: an existing file without --overwrite, a folder, or one path given twice."""
+    from realspike_cli.core.errors import ConfigError
+
+    if len(paths) == 2 and paths[0].resolve() == paths[1].resolve():
+        raise ConfigError(f"--json and --plot name the same file: {paths[0]}")
+    for path in paths:
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder; give a file name")
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} already exists; choose another output path or pass --overwrite")
+
+
+def _write(path: Path, write: Callable[[Path], Any], overwrite: bool) -> None:
+    """Atomic (a crash never leaves half a file), refusing to replace without --overwrite; OS errors are one line."""
+    from realspike_cli.core.checkpoint import atomic_write
+    from realspike_cli.core.errors import ConfigError
+
+    try:
+        atomic_write(path, write, overwrite=overwrite)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _progress(total: int, *, on_stderr: bool) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar over the batches in a terminal; otherwise a plain line on stderr every few seconds
+    (stdout stays the report). `on_stderr`: the report itself goes to stdout (JSON), so the bar may not."""
+    from rich import progress as rp
+
+    from realspike_cli.cli.render import console, errors
+
+    screen = errors if on_stderr else console
+    if screen.is_terminal:
+        columns = (rp.TextColumn("measuring batches"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+                   rp.TimeRemainingColumn())
+        with rp.Progress(*columns, console=screen, transient=True) as bar:
+            task = bar.add_task("batches", total=total)
+            yield lambda done, _total: bar.update(task, completed=done)
+        return
+    last = time.monotonic()
+
+    def tick(done: int, all_batches: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PLAIN_PROGRESS_SECONDS or done == all_batches:
+            errors.print(f"measured {done}/{all_batches} batches", markup=False, highlight=False)
+            last = now
+
+    yield tick
 
 
 def _dumps(data: Any) -> str:
     import json
 
     return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def _plain(text: str) -> str:
+    """User text shown verbatim in a line that uses rich markup."""
+    return text.replace("[", "\\[")
 
 
 def _require_matplotlib() -> None:
@@ -76,98 +155,3 @@ def _require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install 'realspike[plot]'") from None
-
-
-def _count(value: float) -> int:
-    return int(round(value))
-
-
-def _render(report, meta, checkpoint: Path) -> None:
-    from realspike_cli.cli.render import console, table
-
-    s, p, forms = meta.spec, report.profile, report.forms
-    names = [f.form for f in forms]
-    console.print(
-        f"[bold]{_plain(str(checkpoint))}[/]: {s.arch}, {meta.form.value} form, T={s.time_steps}, "
-        f"spike={s.spike.value}; {report.inputs['source']}, {report.inputs['images']:,} images; profile "
-        f"[bold]{_plain(p.name)}[/]: E_MAC = {p.e_mac_pj:g} pJ, E_AC = {p.e_ac_pj:g} pJ "
-        f"({_plain(p.source or 'no source given')})",
-        highlight=False,
-    )
-    spikes = [{n.name: n for n in f.neurons} for f in forms]
-    rows = [[n.name, n.neurons, n.time_steps, n.rate, *(_count(by[n.name].spikes) for by in spikes)]
-            for n in forms[0].neurons]
-    console.print(table("neurons, per image", ["layer", "neurons", "T", "rate", *(f"spikes ({f})" for f in names)],
-                        rows))
-    for f in forms:
-        rows = [[x.name, x.input, None if x.input in ("analog", "elements") else _count(x.events), _count(x.acs),
-                 _count(x.macs), x.energy_pj(p) / 1e3] for x in f.layers]
-        console.print(table(f"synaptic operations per image, {f.form} form",
-                            ["layer", "input", "events", "AC", "MAC", "nJ"], rows))
-    weights = [[x.name, x.kind, _count(x.ann_macs), x.shared_weights, x.unshared_weights]
-               for x in _union(forms) if x.input != "elements"]
-    console.print(table("per layer: ANN MACs and synaptic weights", ["layer", "op", "ANN MAC", "shared", "unshared"],
-                        weights))
-    console.print(table("totals per image", ["", *names, "ANN"], _total_rows(report)))
-    for note in report.notes:
-        console.print(f"[dim]{note}[/]")
-
-
-def _plain(text: str) -> str:
-    """User text shown verbatim in a line that uses rich markup."""
-    return text.replace("[", "\\[")
-
-
-def _union(forms) -> list:
-    """Every layer once (the latest form's record where several have it), in first-seen order."""
-    latest = {x.name: x for f in forms for x in f.layers}
-    return [latest[name] for name in dict.fromkeys(x.name for f in forms for x in f.layers)]
-
-
-def _total_rows(report) -> list[list[Any]]:
-    ann_energy = report.ann_energy_pj
-    totals = [f.totals(report.profile, ann_energy) for f in report.forms]
-
-    def row(label: str, key: str, ann: Any = None, scale: float = 1.0, integer: bool = True) -> list[Any]:
-        values = [(_count(t[key] * scale) if integer else t[key] * scale) for t in totals]
-        return [label, *values, ann]
-
-    return [
-        row("spikes", "spikes"),
-        row("synaptic events", "events"),
-        row("ACs", "acs", _count(report.ann_acs)),
-        row("MACs", "macs", _count(report.ann_macs)),
-        row("  MACs on analog input (stem, BN)", "macs_on_analog_inputs"),
-        row("energy (µJ)", "energy_uj", ann_energy * 1e-6, integer=False),
-        row("energy / ANN energy", "ann_ratio", 1.0, integer=False),
-        row("stored parameters", "parameters"),
-        row("weights, shared kernels", "weights_shared"),
-        row("weights, unshared", "weights_unshared"),
-        row("weights this form needs", "weights_needed"),
-    ]
-
-
-def _plot(report, path: Path) -> None:
-    """Energy per layer (nJ, log scale): one bar per form, and the ANN."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    p = report.profile
-    layers = _union(report.forms)
-    names = [x.name for x in layers]
-    series = {f.form: {x.name: x.energy_pj(p) / 1e3 for x in f.layers} for f in report.forms}
-    series["ANN"] = {x.name: (p.e_mac_pj * x.ann_macs + p.e_ac_pj * x.ann_acs) / 1e3 for x in layers}
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names)), 4.5))
-    width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series.items()):
-        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(names))]
-        ax.bar(xs, [values.get(n, 0.0) for n in names], width, label=label)
-    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
-    ax.set_yscale("log")
-    ax.set_ylabel(f"energy per image (nJ, {p.name})")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,106 +16,20 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from realspike_cli.core.energy_profiles import EnergyProfile
+from realspike_cli.core.energy_counts import (  # noqa: F401  (EnergyReport: re-exported, its historical home)
+    AnnLayer,
+    EnergyReport,
+    FormCount,
+    LayerCount,
+    NeuronCount,
+    neuron_traits,
+)
 from realspike_cli.core.errors import ConfigError
 from realspike_cli.core.graph import MAX_POOLS, SYNAPSES, ModelGraph, SpikeTerm, is_spiking_neuron, trace
 from realspike_cli.core.neuron import RealSpike, fold_support
 from realspike_cli.core.spike_recorder import SpikeRecorder
-from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse
+from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SharedSynapse
 from realspike_cli.core.synops import SynOp, fanout, op_of, path_shape
-
-# --- results ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class NeuronCount:
-    """One neuron layer, per image: spikes over all T steps; rate = spikes per neuron per step."""
-
-    name: str
-    neurons: int
-    time_steps: int
-    spikes: float
-    rate: float
-
-
-@dataclass
-class LayerCount:
-    """One synaptic layer, per image. `input`: spikes (each spike an AC per synapse), a·spikes (training form:
-    a MAC per synapse), analog (dense MACs) or elements (BatchNorm, one MAC per element)."""
-
-    name: str
-    kind: str
-    input: str
-    events: float
-    acs: float
-    macs: float
-    ann_macs: float
-    ann_acs: float
-    shared_weights: int
-    unshared_weights: int
-    unshared_needed: bool
-
-    def energy_pj(self, p: EnergyProfile) -> float:
-        return p.e_mac_pj * self.macs + p.e_ac_pj * self.acs
-
-
-@dataclass
-class FormCount:
-    """Everything counted for one form of a model over `images` inputs; all numbers are per image."""
-
-    form: str
-    images: int
-    parameters: int
-    neurons: list[NeuronCount] = field(default_factory=list)
-    layers: list[LayerCount] = field(default_factory=list)
-
-    def total(self, attr: str) -> float:
-        return float(sum(getattr(layer, attr) for layer in self.layers))
-
-    def totals(self, p: EnergyProfile, ann_energy_pj: float) -> dict[str, float]:
-        energy = sum(layer.energy_pj(p) for layer in self.layers)
-        analog = sum(layer.macs for layer in self.layers if layer.input in ("analog", "elements"))
-        # The training form multiplies a·o through shared kernels; binary spikes through fixed weights (the
-        # inference form, however it is stored) need one weight per synapse where a varies by position.
-        needed = sum(
-            x.unshared_weights if x.unshared_needed and self.form != "train" else x.shared_weights
-            for x in self.layers
-        )
-        return {
-            "spikes": sum(n.spikes for n in self.neurons), "events": self.total("events"),
-            "acs": self.total("acs"), "macs": self.total("macs"), "macs_on_analog_inputs": analog,
-            "energy_pj": energy, "energy_uj": energy * 1e-6,
-            "ann_ratio": energy / ann_energy_pj if ann_energy_pj else float("nan"),
-            "parameters": self.parameters, "weights_shared": int(self.total("shared_weights")),
-            "weights_unshared": int(self.total("unshared_weights")), "weights_needed": needed,
-        }
-
-
-@dataclass
-class EnergyReport:
-    """Counts of each form measured on the same inputs, the ANN baseline and the energy profile."""
-
-    profile: EnergyProfile
-    forms: list[FormCount]
-    ann_macs: float
-    ann_acs: float
-    inputs: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ann_energy_pj(self) -> float:
-        return self.profile.e_mac_pj * self.ann_macs + self.profile.e_ac_pj * self.ann_acs
-
-    def to_dict(self) -> dict[str, Any]:
-        forms = {}
-        for f in self.forms:
-            layers = [{**asdict(x), "energy_pj": x.energy_pj(self.profile)} for x in f.layers]
-            forms[f.form] = {"images": f.images, "totals": f.totals(self.profile, self.ann_energy_pj),
-                             "neurons": [asdict(n) for n in f.neurons], "layers": layers}
-        ann = {"macs": self.ann_macs, "acs": self.ann_acs, "energy_pj": self.ann_energy_pj}
-        return {"profile": self.profile.to_dict(), "inputs": self.inputs, "ann": ann, "forms": forms,
-                "notes": list(self.notes)}
-
 
 # --- the graph: which spikes reach which synapses -----------------------------------------------------------
 
@@ -144,6 +58,17 @@ class _Consumer:
     shared: int = 0
     unshared: int = 0
     needed: bool = False
+    rows: int = 1
+    outputs: int = 0
+    inputs: int = 0
+    bias: int = 0
+    coeffs: int = 0
+    conv: bool = False
+    taps: int = 0
+    ann_inputs: int = 0
+    ann_outputs: int = 0
+    ann_bias: int = 0
+    ann_weights: int = 0  # the ANN's kernel: one per layer (a SharedSynapse stores one per source)
 
 
 def _varies(a: torch.Tensor | None) -> bool:
@@ -205,12 +130,28 @@ class SynapseGraph:
             terms, _ = self.collect(node.args[0])
             if terms:  # spikes added straight into this neuron's input: an identity synapse each
                 a = sum(t.coeff.numel() for t in terms if t.coeff is not None)
-                adds = math.prod(self.shape(node)[1:])  # an ANN adds the shortcut once per element
-                c = _Consumer(f"{node.target} (identity)", "identity", "spikes", ann_acs=adds, shared=a, unshared=a)
+                c = _Consumer(f"{node.target} (identity)", "identity", "spikes", shared=a, unshared=a)
+                self.place(c, node, node)
+                c.ann_acs = c.ann_inputs  # an ANN adds the shortcut once per element
+                c.coeffs = sum(t.coeff.numel() for t in terms if t.multiply)
                 self.add_terms(c, terms, SynOp("identity"))
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            self.consumers.append(_Consumer(str(node.target), "batchnorm", "elements",
-                                            fixed_macs=math.prod(self.shape(node))))
+            c = _Consumer(str(node.target), "batchnorm", "elements", fixed_macs=math.prod(self.shape(node)))
+            self.place(c, node, node)
+            c.bias = m.num_features  # its folded scale and shift: two parameters per channel
+            self.consumers.append(c)
+
+    def place(self, c: _Consumer, node: fx.Node, source: Any) -> None:
+        """Rows per image, output and input elements per row of a layer (its ANN twin: the same, once)."""
+        out = self.shape(node)
+        c.rows, c.outputs = out[0], math.prod(out[1:])
+        c.inputs = math.prod(self.shape(source)[1:]) if isinstance(source, fx.Node) else c.outputs
+        c.ann_inputs, c.ann_outputs = c.inputs, c.outputs
+
+    def folded_bias(self, node: fx.Node, m: nn.Module) -> int:
+        """The bias a deployed ANN adds after this layer: its own, or a BatchNorm's folded into it."""
+        bn = [u for u in node.users if isinstance(self.mod(u), nn.modules.batchnorm._BatchNorm)]
+        return self.mod(bn[0]).num_features if bn else (0 if m.bias is None else m.bias.numel())
 
     def add_terms(self, c: _Consumer, terms: list[_Term], op: SynOp | list[SynOp]) -> None:
         ops = op if isinstance(op, list) else [op] * len(terms)
@@ -229,10 +170,15 @@ class SynapseGraph:
         dense = float(fanout(in_shape[1:], [], op).sum())
         kind = "conv" if op.kind == "conv" else "linear"
         c = _Consumer(str(node.target), kind, "spikes", ann_macs=dense, shared=m.weight.numel())
+        self.place(c, node, node.args[0])
+        c.bias, c.ann_bias, c.conv = 0 if m.bias is None else m.bias.numel(), self.folded_bias(node, m), kind == "conv"
+        c.taps = m.out_channels * math.prod(m.kernel_size) if isinstance(m, nn.Conv2d) else 0
+        c.ann_weights = c.shared
         if analog or not terms:  # e.g. the stem on the image: every input is a multiply
             c.input, c.fixed_macs, c.unshared = "analog", dense * in_shape[0], c.shared
             self.consumers.append(c)
         else:
+            c.coeffs = sum(t.coeff.numel() for t in terms if t.multiply)
             self.add_terms(c, terms, op)
 
     def synapse(self, node: fx.Node, m: nn.Module) -> None:
@@ -262,6 +208,13 @@ class SynapseGraph:
         first = terms[0]
         ann_in = path_shape(self.sources[first.source][2], first.path)  # the ANN runs the shared op once
         c.ann_macs = float(fanout(ann_in, [], ops[0]).sum()) if ops[0].kind != "dense" else float(first.fanout.sum())
+        self.place(c, node, None)
+        c.inputs = c.ann_inputs = math.prod(ann_in)
+        bias = getattr(m, "bias", None)
+        c.bias = c.ann_bias = 0 if bias is None else bias.numel()
+        c.coeffs = sum(a.numel() for a in m.coeffs) if isinstance(m, FactorizedSynapse) else 0
+        c.conv = kind == "conv"
+        c.ann_weights = m.weights[0].numel() if isinstance(m, SharedSynapse) else stored
 
 
 # --- measuring: spikes recorded by core.spike_recorder ---------------------------------------------------
@@ -269,29 +222,47 @@ class SynapseGraph:
 
 def _form_count(form: str, model: nn.Module, graph: SynapseGraph, rec: SpikeRecorder, images: int) -> FormCount:
     n = max(images, 1)
-    neurons = [NeuronCount(name, math.prod(rec.shapes.get(name, ())), m.time_steps, rec.spikes[name] / n,
-                           rec.spikes[name] / max(rec.steps[name], 1)) for name, m in rec.neurons.items()]
-    layers = []
-    for c in graph.consumers:
-        acs = macs = events = 0.0
-        for t in c.terms:
-            events_map = rec.maps[t.source].cpu() if t.source in rec.maps else torch.zeros(())
-            ops = float((events_map * t.fanout).sum()) / n
-            events += float(events_map.sum()) / n
-            acs, macs = (acs, macs + ops) if t.multiply else (acs + ops, macs)
-        layers.append(LayerCount(c.name, c.kind, c.input, events, acs, macs + c.fixed_macs, c.ann_macs, c.ann_acs,
-                                 c.shared, c.unshared, c.needed))
-    return FormCount(form, images, sum(p.numel() for p in model.parameters()), neurons, layers)
+    neurons = []
+    for name, m in rec.neurons.items():
+        traits = neuron_traits(m)
+        neurons.append(NeuronCount(name, math.prod(rec.shapes.get(name, ())), m.time_steps, rec.spikes[name] / n,
+                                   rec.spikes[name] / max(rec.steps[name], 1), traits.spike_values,
+                                   traits.state_words, traits.leaky))
+    return FormCount(form, images, sum(p.numel() for p in model.parameters()), neurons,
+                     [_layer_count(c, rec, n) for c in graph.consumers])
+
+
+def _layer_count(c: _Consumer, rec: SpikeRecorder, n: int) -> LayerCount:
+    acs = macs = events = coeff_events = coeff_synops = 0.0
+    for t in c.terms:
+        events_map = rec.maps[t.source].cpu() if t.source in rec.maps else torch.zeros(())
+        ops = float((events_map * t.fanout).sum()) / n
+        arrived = float(events_map.sum()) / n
+        events += arrived
+        acs, macs = (acs, macs + ops) if t.multiply else (acs + ops, macs)
+        if t.coeff is not None:
+            coeff_events, coeff_synops = coeff_events + arrived, coeff_synops + ops
+    return LayerCount(
+        c.name, c.kind, c.input, events, acs, macs + c.fixed_macs, c.ann_macs, c.ann_acs, c.shared, c.unshared,
+        c.needed, rows=c.rows, outputs=c.outputs, inputs=c.inputs, bias=c.bias, coeffs=c.coeffs,
+        coeff_events=coeff_events, coeff_synops=coeff_synops, synops=acs + macs, conv=c.conv, taps=c.taps,
+        ann_inputs=c.ann_inputs, ann_outputs=c.ann_outputs, ann_bias=c.ann_bias,
+    )
+
+
+Progress = Callable[[int, int], None]  # (batches done, batches in all), called after every batch
 
 
 @torch.no_grad()
-def count_forms(models: dict[str, nn.Module], batches: Iterable[torch.Tensor]) -> list[FormCount]:
+def count_forms(models: dict[str, nn.Module], batches: Iterable[torch.Tensor], *,
+                progress: Progress | None = None) -> list[FormCount]:
     """Run every model (eval mode) on the same input batches and count spikes and operations per image."""
     graphs: dict[str, SynapseGraph] = {}
     recorders: dict[str, SpikeRecorder] = {}
     images = 0
+    batches = list(batches)
     with contextlib.ExitStack() as hooks:
-        for x in batches:
+        for done, x in enumerate(batches, 1):
             for form, model in models.items():
                 p = next(model.parameters())
                 x_form = x.to(device=p.device, dtype=p.dtype)
@@ -301,14 +272,24 @@ def count_forms(models: dict[str, nn.Module], batches: Iterable[torch.Tensor]) -
                     recorders[form] = hooks.enter_context(recorder)
                 model(x_form)
             images += len(x)
+            if progress is not None:
+                progress(done, len(batches))
     if not images:
         raise ConfigError("no input batches to measure")
     return [_form_count(f, models[f], graphs[f], recorders[f], images) for f in models]
 
 
-def ann_cost(model: nn.Module, example: torch.Tensor) -> tuple[float, float]:
-    """(MACs, additions) per image of the same network as an ANN: ReLU for the neurons, one pass, BatchNorm
-    folded; every synapse multiplies an analog activation, residual shortcuts add one value per element."""
+def ann_layers(model: nn.Module, example: torch.Tensor) -> list[AnnLayer]:
+    """The layers of the same network as an ANN: every synapse multiplies an analog activation, residual
+    shortcuts add one value per element; BatchNorm is folded into the layer before it."""
     p = next(model.parameters())
     graph = SynapseGraph(model.eval(), example.to(device=p.device, dtype=p.dtype))
-    return sum(c.ann_macs for c in graph.consumers), sum(c.ann_acs for c in graph.consumers)
+    return [AnnLayer(c.name, c.kind.split(" ")[0], c.input == "analog", c.ann_macs, c.ann_acs, c.ann_inputs,
+                     c.ann_outputs, c.ann_weights, c.ann_bias, c.taps)
+            for c in graph.consumers if c.kind != "batchnorm"]
+
+
+def ann_cost(model: nn.Module, example: torch.Tensor) -> tuple[float, float]:
+    """(MACs, additions) per image of the same network as an ANN (`ann_layers`)."""
+    layers = ann_layers(model, example)
+    return sum(x.macs for x in layers), sum(x.adds for x in layers)

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from realspike_cli.core.energy import EnergyReport, FormCount, ann_cost, count_forms
+from realspike_cli.core.energy import EnergyReport, FormCount, Progress, ann_layers, count_forms
+from realspike_cli.core.energy_baselines import memory_report
 from realspike_cli.core.energy_profiles import EnergyProfile, resolve_profile
+from realspike_cli.core.energy_profiles.memory import DEFAULT_MEMORY, MemoryProfile, resolve_memory
 from realspike_cli.core.errors import ConfigError, RealSpikeError, ReparamError
-from realspike_cli.core.graph import is_training_form, refuse_weight_wrappers
+from realspike_cli.core.graph import MAX_POOLS, is_training_form, refuse_weight_wrappers
 from realspike_cli.core.reparam import to_inference, weight_layout
 from realspike_cli.core.specs import Encoding, ModelSpec
 
@@ -22,9 +24,12 @@ FLOAT64 = "measured in float64, so threshold rounding cannot flip a spike betwee
 DIRECT_STEM = ("direct encoding: the stem (first conv + BN) runs once per image and its output is repeated "
                "over the T steps, so its MACs are counted once, as the model computes them")
 NOT_COUNTED = (
-    "not counted: memory access, neuron updates (leak, threshold, reset), biases, pooling additions and the "
-    "average over time steps (docs/energy.md)"
+    "compute-only figures price synaptic operations alone; the memory-inclusive ones add neuron updates, "
+    "biases, addressing and memory accesses; neither counts threshold comparisons, pooling, the average over "
+    "time steps, the network-on-chip or control (docs/energy.md)"
 )
+MAX_POOLED = ("max pooling of spikes: its events are not linear in the spikes, so the crossover rate scales them "
+              "with the spikes (an approximation)")
 
 
 @dataclass
@@ -112,15 +117,23 @@ def count_operations(model: nn.Module, batches: torch.Tensor | Iterable, *,
 
 
 def estimate_energy(model: nn.Module, batches: torch.Tensor | Iterable, profile: str | EnergyProfile = "45nm", *,
-                    include_inference: bool = True, source: str = "batches given") -> EnergyReport:
+                    memory: str | MemoryProfile = DEFAULT_MEMORY, include_inference: bool = True,
+                    source: str = "batches given", progress: Progress | None = None) -> EnergyReport:
     """Exactly what `realspike energy` reports: the counts of the training form and (if it converts, else a
-    note says why not) its inference form, the same network as an ANN, their energy under `profile` (a
-    preset name, a TOML/JSON file or an EnergyProfile) and notes. `source` describes the batches."""
+    note says why not) its inference form, the same network as an ANN, their compute-only energy under
+    `profile` (a preset name, a TOML/JSON file or an EnergyProfile), the memory-inclusive figures, both ANN
+    baselines and the crossover rates under `memory` (a memory preset, a file or a MemoryProfile), and
+    notes. `source` describes the batches; `progress(done, total)` is called after every batch."""
     energy_profile = profile if isinstance(profile, EnergyProfile) else resolve_profile(profile)
+    memory_profile = memory if isinstance(memory, MemoryProfile) else resolve_memory(memory)
     xs = _input_list(batches)
     forms = FORMS if include_inference or not is_training_form(model) else ("train",)
     measured = measured_forms(model, forms, fallback=True)
-    counts = count_forms(measured.models, xs)
-    ann_macs, ann_acs = ann_cost(measured.ann, xs[0][:1])
+    counts = count_forms(measured.models, xs, progress=progress)
+    ann = ann_layers(measured.ann, xs[0][:1])
     inputs = {"source": source, "images": counts[0].images, "batches": len(xs)}
-    return EnergyReport(energy_profile, counts, ann_macs, ann_acs, inputs, [*measured.notes, NOT_COUNTED])
+    notes = [*measured.notes, NOT_COUNTED]
+    if any(isinstance(m, MAX_POOLS) for m in model.modules()):
+        notes.append(MAX_POOLED)
+    return EnergyReport(energy_profile, counts, sum(x.macs for x in ann), sum(x.adds for x in ann), inputs, notes,
+                        memory_report(counts, ann, energy_profile, memory_profile), ann)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,12 @@ from realspike_cli.core.errors import ConfigError, UnknownNameError
 
 DEFAULT_PROFILE = "45nm"
 _KEYS = ("name", "e_mac_pj", "e_ac_pj", "source")
+MAX_PJ = 1e6  # a microjoule per operation or access: anything above is a typo, not a chip
+
+
+def positive_number(v: Any, limit: float) -> bool:
+    """A finite number in (0, limit]; bool (an int in Python) is not one."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= limit
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,9 @@ def _validate(raw: Any, where: str, name: str | None = None) -> EnergyProfile:
             raise ConfigError(f"{where}: missing {key!r} (expected: {', '.join(_KEYS)})")
     for key in ("e_mac_pj", "e_ac_pj"):
         v = values[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:  # bool is an int in Python
-            raise ConfigError(f"{where}: {key} must be a positive number of picojoules, got {v!r}")
+        if not positive_number(v, MAX_PJ):
+            raise ConfigError(f"{where}: {key} must be a positive number of picojoules (at most {MAX_PJ:g}), "
+                              f"got {v!r}")
     if not isinstance(values["name"], str) or not isinstance(values.get("source", ""), str):
         raise ConfigError(f"{where}: name and source must be strings")
     return EnergyProfile(values["name"], float(values["e_mac_pj"]), float(values["e_ac_pj"]), values.get("source", ""))
@@ -60,21 +68,29 @@ def presets() -> dict[str, EnergyProfile]:
     return {name: _validate(raw, "presets.toml", name) for name, raw in _toml(text).items()}
 
 
-def load_profile_file(path: str | Path) -> EnergyProfile:
-    """A user's profile: a .toml or .json file holding {name, e_mac_pj, e_ac_pj, source}."""
+def read_profile_file(path: str | Path, what: str = "an energy profile") -> Any:
+    """The parsed content of a user's .toml or .json profile file; every problem is one ConfigError line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"energy profile file not found: {path}")
+        raise ConfigError(f"{what} file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".json"):
-        raise ConfigError(f"{path}: an energy profile file must end in .toml or .json")
+        raise ConfigError(f"{path}: {what} file must end in .toml or .json")
     try:
+        if path.stat().st_size > 1 << 20:  # a profile is a few lines; refuse to parse anything huge
+            raise ConfigError(f"{path}: {what} file is larger than 1 MiB")
         text = path.read_text(encoding="utf-8")
-        raw = json.loads(text) if suffix == ".json" else _toml(text)
+        return json.loads(text) if suffix == ".json" else _toml(text)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{path}: not valid {suffix[1:].upper()} ({first})") from None
-    return _validate(raw, str(path))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} file ({exc.strerror or exc})") from None
+
+
+def load_profile_file(path: str | Path) -> EnergyProfile:
+    """A user's profile: a .toml or .json file holding {name, e_mac_pj, e_ac_pj, source}."""
+    return _validate(read_profile_file(path), str(path))
 
 
 def resolve_profile(name_or_path: str) -> EnergyProfile:
