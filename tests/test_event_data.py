@@ -180,6 +180,17 @@ def test_dvs128_gesture_reads_float_recordings_and_refuses_bad_ones(tmp_path: Pa
     refused("somebody", "user<NN>_<lighting>")
 
 
+def test_event_splits_survive_pickling(tmp_path: Path) -> None:
+    """DataLoader workers started by spawn or forkserver receive the data set pickled."""
+    import pickle
+
+    write_nmnist(tmp_path / "n", {"Train": 1, "Test": 1}, n_events=30)
+    write_gesture(tmp_path / "g", SESSIONS, n_events=30)
+    for name, data in (("nmnist", "n"), ("dvs128-gesture", "g")):
+        test = load_dataset(name, DataOptions(data_dir=tmp_path / data, time_steps=3)).test
+        torch.testing.assert_close(pickle.loads(pickle.dumps(test))[2][0], test[2][0])
+
+
 def test_event_sets_through_the_cli(tmp_path: Path, capsys) -> None:
     """Train on each event set at T = 2 with a small network, then evaluate at the checkpoint's size."""
     from realspike_cli.cli.app import main

@@ -190,6 +190,19 @@ def test_imagefolder_refuses_bad_folders_with_one_line(tmp_path: Path, monkeypat
     refused(tmp_path / "one", "one class folder", "two or more")
     (tmp_path / "d" / "train" / "bad\nname").mkdir()
     refused(tmp_path / "d", "control characters")
+    (tmp_path / "d" / "train" / "bad\nname").rmdir()
+    (tmp_path / "d" / "train" / "0" / "bad\rname.png").write_bytes(b"")
+    refused(tmp_path / "d", "control characters")
+
+
+def test_an_image_over_the_decompression_bomb_limit_is_unreadable(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    write_png_folder(tmp_path, per_class={"train": 1, "test": 1}, classes=2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # a 28×28 digit is then over twice the limit
+    with pytest.raises(DataError) as error:
+        load_dataset("imagefolder", DataOptions(data_dir=tmp_path))
+    one_line(error, "unreadable", "DecompressionBombError")
 
 
 def test_imagefolder_links_must_stay_inside_the_folder(tmp_path: Path) -> None:
@@ -211,6 +224,17 @@ def test_imagefolder_links_must_stay_inside_the_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         load_dataset("imagefolder", DataOptions(data_dir=tmp_path / "d"))
     one_line(error, "links outside the data folder")
+
+
+def test_folder_and_array_splits_survive_pickling(tmp_path: Path) -> None:
+    """DataLoader workers started by spawn or forkserver receive the data set pickled."""
+    import pickle
+
+    write_png_folder(tmp_path / "d", per_class={"train": 2, "test": 1})
+    folder = load_dataset("imagefolder", DataOptions(data_dir=tmp_path / "d", augment="none")).train
+    torch.testing.assert_close(pickle.loads(pickle.dumps(folder))[3][0], folder[3][0])
+    arrays = load_dataset("npz", DataOptions(data_dir=write_npz(tmp_path / "a.npz", **digits_arrays()))).train
+    assert pickle.loads(pickle.dumps(arrays)).augment.shift == 4
 
 
 def test_fixed_data_sets_refuse_shape_options() -> None:

@@ -95,8 +95,9 @@ def load_cifar10_dvs(options: DataOptions) -> tuple[Dataset, Dataset]:
     except KeyError as error:  # tonic labels a file by its folder's name
         raise DataError(f"CIFAR10-DVS in {folder}: aedat4 files outside class folders ({error})") from error
     real = real_root(root, "CIFAR10-DVS")
-    for path in events.data:  # tonic walks the folder without such a check: no link may lead out of it
-        inside(Path(path), real, "CIFAR10-DVS")
+    for path in events.data:  # tonic walks the folder without such checks: no link may lead out of it,
+        if not inside(Path(path), real, "CIFAR10-DVS").is_file():  # and a FIFO would block the reader
+            raise DataError(f"CIFAR10-DVS: {path} is not a regular file")
     # os.walk lists files in file-system order; sorting makes indices, and so the split, the same everywhere.
     pairs = sorted(zip(events.data, events.targets, strict=True))
     events.data, events.targets = [p for p, _ in pairs], [y for _, y in pairs]

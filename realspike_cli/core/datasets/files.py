@@ -47,7 +47,7 @@ def inside(path: Path, root: Path, title: str) -> Path:
 
 def _check_name(name: str, where: Path, title: str) -> None:
     if not name.isprintable():
-        raise DataError(f"{title}: folder name {name!r} in {where} holds control characters; rename it")
+        raise DataError(f"{title}: the name {name!r} in {where} holds control characters; rename it")
 
 
 def class_folders(split_dir: Path, root: Path, title: str) -> list[str]:
@@ -97,6 +97,7 @@ def files_under(folder: Path, root: Path, title: str, suffixes: tuple[str, ...])
             if entry.is_dir():
                 stack.append(path)
             elif entry.is_file() and entry.name.lower().endswith(suffixes):  # no FIFOs or devices: they block
+                _check_name(entry.name, current, title)
                 found.append(path)
     return sorted(found)
 
