@@ -56,7 +56,7 @@ def test_refuses_to_overwrite_a_run(trained, capsys):
     "argv, expected, exit_code",
     [
         (["eval", "missing.safetensors"], "checkpoint not found: missing.safetensors", 1),
-        (["train", "mnist"], "did you mean 'mnist10k'", 1),
+        (["train", "mnist"], "did you mean 'nmnist', 'mnist10k'", 1),
         (["train", "mnist10k", "--arch", "resnet91"], "did you mean 'resnet19'", 1),
         (["train", "mnist10k", "--spike", "sometimes"], "unknown spike setting 'sometimes'", 1),
         (["train", "mnist10k", "--optimizer", "lion", "--max-steps", "1"], "unknown optimizer 'lion'", 1),

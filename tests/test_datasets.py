@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +162,42 @@ def test_registry_lists_every_data_set() -> None:
     assert dvs.input_size == (48, 48)
 
 
+def test_registry_lists_the_new_data_sets_and_imports_no_reader() -> None:
+    assert {"imagefolder", "npz", "nmnist", "dvs128-gesture"} <= set(list_datasets())
+    code = ("import sys, realspike_cli.core.datasets as d\n"
+            "d.list_datasets(); d.dataset_info('imagefolder'); d.dataset_info('nmnist')\n"
+            "heavy = [m for m in ('torchvision', 'tonic', 'PIL', 'aedat') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_options_for_a_model_follow_its_shape_only_where_the_data_set_adapts() -> None:
+    from realspike_cli.core.datasets import options_for_model
+    from realspike_cli.core.specs import ModelSpec
+
+    spec = ModelSpec("small_convnet", 3, 3, (20, 16), 2)
+    folder = options_for_model("imagefolder", spec, data_dir=Path("d"))
+    assert (folder.image_size, folder.channels, folder.time_steps, folder.augment) == ((20, 16), 3, 2, "none")
+    assert folder.data_dir == Path("d")
+    frames = options_for_model("nmnist", ModelSpec("small_convnet", 10, 2, (17, 17), 5, encoding="frames"))
+    assert (frames.image_size, frames.channels, frames.time_steps) == ((17, 17), None, 5)
+    fixed = options_for_model("cifar10", spec)
+    assert (fixed.image_size, fixed.channels) == (None, None)  # left to the compatibility check
+
+
+def test_plugins_are_looked_up_only_for_unknown_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from realspike_cli.core import plugins
+
+    groups = []
+    monkeypatch.setattr(plugins, "load_group", lambda group: groups.append(group) or [])
+    dataset_info("mnist10k")
+    assert groups == []
+    with pytest.raises(UnknownNameError):
+        dataset_info("mydata")
+    assert groups == [plugins.DATASET_GROUP]
+
+
 def test_unknown_name_suggests_close_matches() -> None:
     with pytest.raises(UnknownNameError, match="did you mean 'cifar10'"):
         load_dataset("cifar1O")
@@ -227,6 +265,7 @@ def test_cifar_corrupt_file_is_a_data_error(tmp_path: Path) -> None:
 
 def test_cifar_download_checks_the_archive_md5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision.datasets.cifar as tv_cifar
+    import torchvision.datasets.utils as tv_utils
 
     seen = {}
 
@@ -234,7 +273,7 @@ def test_cifar_download_checks_the_archive_md5(tmp_path: Path, monkeypatch: pyte
         seen["md5"] = md5
         raise RuntimeError("no network here")
 
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
     with pytest.raises(DataError) as error:
         load_dataset("cifar10", DataOptions(data_dir=tmp_path, download=True))
     _one_line_naming(error, "could not download CIFAR-10", str(tmp_path))

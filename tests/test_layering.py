@@ -2,7 +2,7 @@
 and the cheap entry points (--help, zoo list) never import torch.
 
 Imports are read from the source with `ast` (every import, also those inside functions), so a cycle hidden
-behind a lazy import is still a cycle here.
+behind a lazy import is still a cycle here. Only `if TYPE_CHECKING:` blocks are left out: they never run.
 """
 
 from __future__ import annotations
@@ -22,13 +22,22 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node except those under `if TYPE_CHECKING:` (annotations only, never executed)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    return (n for n in ast.walk(tree) if id(n) not in skip)
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         deps: set[str] = set()
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -73,6 +82,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 def test_cycle_finder_catches_a_planted_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_type_checking_imports_are_left_out_and_others_are_not():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\ndef f():\n    import b\n")
+    names = {alias.name for n in runtime_nodes(tree) if isinstance(n, ast.Import) for alias in n.names}
+    assert names == {"b"}
 
 
 def test_no_import_cycles():

@@ -36,7 +36,7 @@ def eval_command(
     """
     from realspike_cli.cli.render import console, percent, print_json, table
     from realspike_cli.core.checkpoint import load_checkpoint
-    from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
+    from realspike_cli.core.datasets import dataset_info, load_dataset, options_for_model
     from realspike_cli.core.datasets.loaders import BatchStream
     from realspike_cli.core.evaluate import check_compatible, evaluate
     from realspike_cli.core.runtime import keep_freed_memory
@@ -46,8 +46,9 @@ def eval_command(
     steps = _check_sweep_flags(time_steps, plot, overwrite, compare)
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
-    check_compatible(meta, dataset_info(dataset or meta.dataset))
-    options = DataOptions(data_dir=data_dir, download=download, augment="none", time_steps=meta.spec.time_steps)
+    # Loaded as the model sees it: its T, and the input size and channels of data sets that adapt to it.
+    options = options_for_model(dataset or meta.dataset, meta.spec, data_dir=data_dir, download=download)
+    check_compatible(meta, dataset_info(dataset or meta.dataset, options))
     data = load_dataset(dataset or meta.dataset, options)
     if compare is not None:
         _compare(compare, checkpoint, (model, meta), data, batch_size, workers, dev, as_json)

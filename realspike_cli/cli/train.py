@@ -75,6 +75,8 @@ def train(
     workers: int = opt.Workers,
     data_dir: Path | None = opt.DataDir,
     download: bool = opt.Download,
+    image_size: str | None = opt.ImageSize,
+    channels: int | None = opt.Channels,
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run directory (default runs/<dataset>-<arch>-t<T>-<spike>)."
     ),
@@ -127,7 +129,8 @@ def train(
         kind = D.device_kind(device) if launched else resolve_device(device).type
         D.check_sync_bn(sync_bn, launched, kind)
         out = out or Path("runs") / f"{dataset}-{spec.arch}-t{spec.time_steps}-{spec.spike.value}"
-        options = DataOptions(data_dir=data_dir, download=download, augment=cfg.augment, time_steps=spec.time_steps)
+        options = DataOptions(data_dir=data_dir, download=download, augment=cfg.augment, time_steps=spec.time_steps,
+                              image_size=image_size, channels=channels)
         run = RunOptions(device=device, workers=workers, max_steps=max_steps, sync_bn=sync_bn,
                          lif_backend=lif_backend, channels_last=channels_last, compile=compile_model)
         files = Checkpointer(out, resume=resume, overwrite=overwrite, save_every=save_every)
@@ -188,13 +191,15 @@ STOP_EXIT_CODES = {"interrupted": 130, "terminated": 143}
 
 def _spec_and_config(f: dict[str, Any]) -> tuple[Any, Any]:
     """The model spec and training recipe from the command's flags, data set defaults filling the gaps."""
-    from realspike_cli.core.datasets import dataset_info
+    from realspike_cli.core.datasets import DataOptions, dataset_info
     from realspike_cli.core.models import arch_entry
     from realspike_cli.core.recipes import dataset_defaults
     from realspike_cli.core.recipes import recipe as recipe_by_name
     from realspike_cli.core.specs import ModelSpec, NeuronSpec, TrainConfig
 
-    info = dataset_info(f["dataset"])
+    # The shape of a user's images (imagefolder, npz) comes from their files and the size/channel flags.
+    shape = DataOptions(data_dir=f["data_dir"], image_size=f["image_size"], channels=f["channels"])
+    info = dataset_info(f["dataset"], shape)
     d = recipe_by_name(f["recipe"]).settings() if f["recipe"] else dataset_defaults(f["dataset"])
     arch = _pick(f["arch"], d, "arch")
     kind = f["neuron"] or arch_entry(arch).default_neuron

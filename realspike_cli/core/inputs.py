@@ -33,12 +33,12 @@ def random_inputs(spec: ModelSpec, images: int, *, generator: torch.Generator | 
 
 def probe_inputs(meta: CheckpointMeta, images: int, *, data_dir: Path | None, random: bool) -> tuple[torch.Tensor, str]:
     """Real test images when the data set can be loaded, else random inputs of the checkpoint's shape."""
-    from realspike_cli.core.datasets import DataOptions, load_dataset
+    from realspike_cli.core.datasets import load_dataset, options_for_model
     from realspike_cli.core.datasets.loaders import BatchStream
 
     if not random:
         try:
-            options = DataOptions(data_dir=data_dir, augment="none", time_steps=meta.spec.time_steps)
+            options = options_for_model(meta.dataset, meta.spec, data_dir=data_dir)
             test = load_dataset(meta.dataset, options).test
             x, _ = next(iter(BatchStream(test, min(images, len(test)), shuffle=False)))
             return x, f"{len(x)} {meta.dataset} test images"
@@ -55,7 +55,7 @@ def first_test_batches(meta: CheckpointMeta, *, batches: int, batch_size: int, d
                  data_dir: Path | None = None, random: bool = False) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """The first `batches` test batches of the data set (default: the checkpoint's; it must fit the
     checkpoint), or random inputs of the checkpoint's shape; and where they came from."""
-    from realspike_cli.core.datasets import DataOptions, dataset_info, load_dataset
+    from realspike_cli.core.datasets import dataset_info, load_dataset, options_for_model
     from realspike_cli.core.datasets.loaders import BatchStream
     from realspike_cli.core.evaluate import check_compatible
 
@@ -65,8 +65,9 @@ def first_test_batches(meta: CheckpointMeta, *, batches: int, batch_size: int, d
         xs = [random_inputs(s, batch_size, generator=g, event_rate=0.1) for _ in range(batches)]
         return xs, {"source": "random", "images": batches * batch_size}
     name = dataset or meta.dataset
-    check_compatible(meta, dataset_info(name))
-    data = load_dataset(name, DataOptions(data_dir=data_dir, augment="none", time_steps=s.time_steps))
+    options = options_for_model(name, s, data_dir=data_dir)
+    check_compatible(meta, dataset_info(name, options))
+    data = load_dataset(name, options)
     stream = BatchStream(data.test, batch_size, shuffle=False)
     xs = [x for x, _ in itertools.islice(stream, batches)]
     return xs, {"source": f"{name} test set", "images": sum(len(x) for x in xs)}

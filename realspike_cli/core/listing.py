@@ -56,7 +56,8 @@ def dataset_rows() -> list[dict[str, Any]]:
     for name in list_datasets():
         i = dataset_info(name)
         shape = f"{i.in_channels}×{i.input_size[0]}×{i.input_size[1]}"
-        rows.append({"name": name, "description": f"{i.num_classes} classes, {shape}, {i.encoding.value} encoding",
+        described = f"{i.num_classes} classes, {shape}" if not i.from_data else "classes and shape from your files"
+        rows.append({"name": name, "description": f"{described}, {i.encoding.value} encoding",
                      "num_classes": i.num_classes, "input_shape": [i.in_channels, *i.input_size],
                      "encoding": i.encoding.value, "default_time_steps": i.default_time_steps,
                      "how_to_get": i.how_to_get, "citation": i.citation})

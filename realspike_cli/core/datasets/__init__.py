@@ -1,102 +1,84 @@
-"""Data set registry: each data set is one loader function under `@register_dataset(DatasetInfo(...))`.
+"""Data sets by name: `load_dataset(name, DataOptions(...))`, `dataset_info(name, options)`, `list_datasets()`.
 
-A loader returns the train and test splits as torch Datasets of (x, y); x is [C, H, W] for direct-encoded
-images and [T, C, H, W] for event frames. Batching, sharding and resumable order live in `loaders.py`.
+This package imports the built-in data sets (their modules register themselves with `registry`, importing
+neither torchvision nor tonic until a data set is loaded) and, at the first lookup of a name that is not
+built in, the data sets of installed plugins (entry-point group `realspike.datasets`). The registry it
+reads (`registry.py`) imports neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import Dataset
+from realspike_cli.core import plugins
+from realspike_cli.core.datasets import (  # noqa: F401  (registration on import)
+    cifar,
+    dvs,
+    gesture,
+    imagefolder,
+    imagenet,
+    mnist,
+    nmnist,
+    npz,
+)
+from realspike_cli.core.datasets.registry import (
+    DataOptions,
+    DatasetEntry,
+    DatasetInfo,
+    DataSplits,
+    find_dataset,
+    load_entry,
+    options_for,
+    register_dataset,
+    registered_datasets,
+    resolve_dir,
+)
 
-from realspike_cli.core.errors import ConfigError, UnknownNameError
-from realspike_cli.core.specs import Encoding
+if TYPE_CHECKING:
+    from realspike_cli.core.plugins import Provider
+    from realspike_cli.core.specs import ModelSpec
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a data set, available without loading it."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    input_size: tuple[int, int]
-    encoding: Encoding = Encoding.DIRECT
-    default_time_steps: int = 4
-    default_dir: str = ""
-    how_to_get: str = ""
-    citation: str = ""
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """Where and how to load: `augment` is "none" or "standard" (the data set's paper recipe)."""
-
-    data_dir: Path | None = None
-    download: bool = False
-    augment: str = "standard"
-    time_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.augment not in ("none", "standard"):
-            raise ConfigError(f"unknown augmentation {self.augment!r} (choose from: none, standard)")
-
-
-@dataclass
-class DataSplits:
-    """`val`: a validation split (the data set's own, or carved from `train` by core.validation); when present,
-    training selects `best` on it and evaluates the test set once, at the end."""
-
-    info: DatasetInfo
-    train: Dataset
-    test: Dataset
-    val: Dataset | None = None
-
-
-Loader = Callable[[DataOptions], tuple[Dataset, Dataset]]
-_REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
-
-
-def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
-    """Register `fn(options) -> (train, test)` under `info.name`; a duplicate name is an error."""
-
-    def decorate(fn: Loader) -> Loader:
-        if info.name in _REGISTRY:
-            raise ValueError(f"data set {info.name!r} is registered twice")
-        _REGISTRY[info.name] = (info, fn)
-        return fn
-
-    return decorate
+__all__ = [
+    "DataOptions", "DataSplits", "DatasetInfo", "dataset_entry", "dataset_info", "dataset_provider", "list_datasets",
+    "load_dataset", "options_for_model", "register_dataset", "resolve_dir",
+]
 
 
 def list_datasets() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every data set name: built in and from installed plugins."""
+    plugins.load_group(plugins.DATASET_GROUP)
+    return sorted(registered_datasets())
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in _REGISTRY:
-        raise UnknownNameError("data set", name, _REGISTRY)
-    return _REGISTRY[name][0]
+def dataset_entry(name: str) -> DatasetEntry:
+    """The registry entry of `name`, loading plugins first if it is not built in; UnknownNameError if absent."""
+    if find_dataset(name) is None:
+        plugins.load_group(plugins.DATASET_GROUP)
+    return find_dataset(name, required=True)  # type: ignore[return-value]
+
+
+def dataset_info(name: str, options: DataOptions | None = None) -> DatasetInfo:
+    """What a model needs to know about `name` as `options` would load it (classes, channels, size).
+
+    Without options nothing is read: fixed data sets give their info, and those whose shape comes from the
+    files (`info.from_data`, e.g. imagefolder) give a placeholder with 0 classes. With options, a data set
+    of a user's files reads its folder (headers only) to answer.
+    """
+    return dataset_entry(name).info_for(options)
 
 
 def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
-    info = dataset_info(name)
-    train, test = _REGISTRY[name][1](options or DataOptions())
-    return DataSplits(info, train, test)
+    """The train and test splits of `name`, with the DatasetInfo they were loaded with."""
+    return load_entry(dataset_entry(name), options or DataOptions())
 
 
-def resolve_dir(info: DatasetInfo, options: DataOptions) -> Path:
-    """The directory a data set is read from: --data-dir, else $REALSPIKE_DATA/<default_dir>, else ./data."""
-    import os
-
-    if options.data_dir is not None:
-        return Path(options.data_dir).expanduser()
-    root = Path(os.environ.get("REALSPIKE_DATA", "data")).expanduser()
-    return root / info.default_dir if info.default_dir else root
+def options_for_model(name: str, spec: ModelSpec, **fields: Any) -> DataOptions:
+    """Test-time options (no augmentation) that load `name` as inputs for a model of `spec`: its T, and for
+    data sets that resize or read their shape from the files, its input size and channels. `fields`
+    (data_dir, download, mean, std) are passed on."""
+    return options_for(dataset_entry(name), spec, **fields)
 
 
-# Registration happens on import; each module adds one or more data sets.
-from realspike_cli.core.datasets import cifar, dvs, imagenet, mnist  # noqa: E402,F401
+def dataset_provider(name: str) -> Provider | None:
+    """The installed distribution that registered `name` (None: built into realspike)."""
+    return dataset_entry(name).provider

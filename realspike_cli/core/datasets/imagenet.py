@@ -1,5 +1,5 @@
-"""`imagenet`: ILSVRC-2012 read by torchvision's ImageFolder from `<dir>/train/<wnid>/` and
-`<dir>/val/<wnid>/`, with the standard ResNet preprocessing.
+"""`imagenet`: ILSVRC-2012 as class folders `<dir>/train/<wnid>/` and `<dir>/val/<wnid>/` (ImageFolder's
+layout, read by the shared safe scanner of `files.py`), with the standard ResNet preprocessing.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from realspike_cli.core.datasets import DataOptions, DatasetInfo, register_dataset, resolve_dir
+from realspike_cli.core.datasets.files import ImageFiles, class_folders, labelled_files, open_image, real_root
+from realspike_cli.core.datasets.registry import DataOptions, DatasetInfo, register_dataset, resolve_dir
 from realspike_cli.core.errors import DataError
 
 IMAGENET = DatasetInfo(
@@ -27,22 +28,12 @@ IMAGENET = DatasetInfo(
 )
 
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+_TITLE = "ImageNet"
 
 
 def load_rgb(path: str) -> Any:
-    """ImageFolder's image reader, but a damaged file becomes a DataError that names it."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
-    except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError and truncation are OSErrors
-        raise DataError(f"ImageNet image {path} is unreadable ({_one_line(error)})") from error
+    """An image as RGB (what ImageFolder's reader gives); a damaged file is a DataError that names it."""
+    return open_image(path, _TITLE).convert("RGB")
 
 
 def imagenet_transforms(augment: str) -> tuple[Any, Any]:
@@ -56,16 +47,12 @@ def imagenet_transforms(augment: str) -> tuple[Any, Any]:
     return T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), *plain]), val
 
 
-def _folder(root: Path, split: str, transform: Any) -> Any:
-    from torchvision.datasets import ImageFolder
-
+def _split(root: Path, real: Path, split: str, transform: Any) -> ImageFiles:
     path = root / split
-    if not path.is_dir() or not any(p.is_dir() for p in path.iterdir()):
+    if not path.is_dir() or not class_folders(path, real, _TITLE):
         raise DataError(f"ImageNet not found in {root} (no class folders in {split}/): {IMAGENET.how_to_get}")
-    try:
-        return ImageFolder(str(path), transform=transform, loader=load_rgb)
-    except FileNotFoundError as error:  # a class folder without a single image file
-        raise DataError(f"ImageNet in {path} is incomplete ({_one_line(error)})") from error
+    found, samples = labelled_files(path, real, _TITLE)
+    return ImageFiles(samples, found, load_rgb, transform)
 
 
 @register_dataset(IMAGENET)
@@ -73,14 +60,16 @@ def load_imagenet(options: DataOptions) -> tuple[Dataset, Dataset]:
     # --download is accepted and ignored: ImageNet's licence rules out fetching it for the user, and the
     # missing-data error already says where to get it.
     root = resolve_dir(IMAGENET, options)
+    if not root.is_dir():
+        raise DataError(f"ImageNet not found in {root} (no class folders in train/): {IMAGENET.how_to_get}")
+    real = real_root(root, _TITLE)
     train_tf, val_tf = imagenet_transforms(options.augment)
-    train = _folder(root, "train", train_tf)
-    val = _folder(root, "val", val_tf)
+    train = _split(root, real, "train", train_tf)
     # A subset of the classes is fine (handy for tests and quick runs); labels past the head's size are not,
     # and val must index classes exactly as train does or every label would be silently wrong.
-    n_classes = len(train.classes)
-    if n_classes > IMAGENET.num_classes:
-        raise DataError(f"ImageNet in {root} has {n_classes} class folders in train/, more than 1000")
+    if len(train.classes) > IMAGENET.num_classes:
+        raise DataError(f"ImageNet in {root} has {len(train.classes)} class folders in train/, more than 1000")
+    val = _split(root, real, "val", val_tf)
     if val.classes != train.classes:
         extra = sorted(set(val.classes) ^ set(train.classes))
         raise DataError(

@@ -6,19 +6,31 @@ Small data sets held as tensors skip the per-sample DataLoader machinery entirel
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class InMemoryDataset(Dataset):
-    """uint8 images [N, C, H, W] and int64 labels [N]; normalised to float on access, whole batches at once."""
+    """Images [N, C, H, W] (uint8, scaled to [0, 1], or float32 taken as they are) and int64 labels [N];
+    normalised to float on access, whole batches at once. `augment` (optional) maps a float batch
+    [B, C, H, W] before normalisation; `classes` names the labels."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
-            raise ValueError("InMemoryDataset wants uint8 images [N, C, H, W] and one label per image")
-        self.images, self.labels = images, labels
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        classes: list[str] | None = None,
+    ) -> None:
+        if images.dtype not in (torch.uint8, torch.float32) or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError("InMemoryDataset wants uint8 or float32 images [N, C, H, W] and one label per image")
+        self.images, self.labels, self.augment = images, labels, augment
+        if classes is not None:
+            self.classes = list(classes)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
@@ -26,7 +38,10 @@ class InMemoryDataset(Dataset):
         return len(self.labels)
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[index].float().div_(255.0)
+        x = self.images[index]  # indexing with a tensor copies: nothing below touches the stored images
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+        if self.augment is not None:
+            x = self.augment(x)
         return (x - self.mean) / self.std, self.labels[index]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

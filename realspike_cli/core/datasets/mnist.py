@@ -11,8 +11,8 @@ from importlib import resources
 import numpy as np
 import torch
 
-from realspike_cli.core.datasets import DataOptions, DatasetInfo, register_dataset
 from realspike_cli.core.datasets.loaders import InMemoryDataset
+from realspike_cli.core.datasets.registry import DataOptions, DatasetInfo, register_dataset
 
 MNIST10K = DatasetInfo(
     name="mnist10k",
