@@ -177,3 +177,12 @@ def test_recorded_command_reproduces_the_neuron_options(tmp_path, capsys):
     assert stop.value.code == 0, capsys.readouterr().err
     saved = json.loads(torch.load(tmp_path / "resume.pt", weights_only=True)["spec"])
     assert saved == spec.to_dict()
+
+
+def test_recorded_command_names_the_shape_of_a_folder_data_set():
+    from realspike_cli.core.specs import ModelSpec
+    from realspike_cli.core.train import recipe_command
+
+    spec = ModelSpec("small_convnet", 3, 1, (20, 24), 2)
+    assert recipe_command("imagefolder", spec, CFG).endswith("--image-size 20x24 --channels 1")
+    assert "--image-size" not in recipe_command("mnist10k", replace(spec, input_size=(28, 28)), CFG)

@@ -65,6 +65,9 @@ def recipe_command(dataset: str, spec: ModelSpec, cfg: TrainConfig) -> str:
         parts.append(f"--label-smoothing {cfg.label_smoothing}")
     if cfg.val_split:
         parts.append(f"--val-split {cfg.val_split}")
+    if _shape_from_files(dataset):  # imagefolder, npz: the shape the model was built for is a choice of the run
+        h, w = spec.input_size
+        parts.append(f"--image-size {h}x{w} --channels {spec.in_channels}")
     n = spec.neuron  # the options the paper leaves open, only where they differ from its choices
     if n.reset != "hard":
         parts.append(f"--reset {n.reset}")
@@ -73,6 +76,16 @@ def recipe_command(dataset: str, spec: ModelSpec, cfg: TrainConfig) -> str:
     if n.surrogate_width != 1.0:
         parts.append(f"--surrogate-width {n.surrogate_width}")
     return " ".join(parts)
+
+
+def _shape_from_files(dataset: str) -> bool:
+    from realspike_cli.core.datasets import dataset_info
+    from realspike_cli.core.errors import UnknownNameError
+
+    try:
+        return dataset_info(dataset).from_data
+    except UnknownNameError:  # "custom": a (train, test) pair given to fit
+        return False
 
 
 def _as_splits(data: DataSplits | Sequence[Any]) -> DataSplits:
