@@ -400,52 +400,8 @@ def test_unknown_spike_setting_lists_the_ternary_ones():
         dataclasses.replace(family_spec(), spike="quaternary")
 
 
-# --- passes that do not handle the family yet refuse it ---------------------------------------------------
-
-
-def test_reparam_energy_and_export_refuse_ternary_and_mpbn(tmp_path):
-    from realspike_cli.core.checkpoint import CheckpointMeta, save_checkpoint
-    from realspike_cli.core.energy import count_forms
-    from realspike_cli.core.errors import ReparamError
-    from realspike_cli.core.export.common import ExportError, load_inference
-    from realspike_cli.core.models import build_model
-    from realspike_cli.core.reparam import to_inference
-
-    x = torch.randn(2, 1, 28, 28)
-    mpbn = dataclasses.replace(family_spec(kind="mpbn"), spike="element")
-    for spec, what in ((family_spec(), "body.0.neuron has ternary spikes"), (mpbn, "body.0.neuron is an MPBN neuron")):
-        model = build_model(spec).eval()
-        with pytest.raises(ReparamError, match=f"cannot re-parameterize this model yet: {what}"):
-            to_inference(model)
-        with pytest.raises(ConfigError, match=f"energy cannot count this model yet: {what}"):
-            count_forms({"train": model}, [x])
-        path = save_checkpoint(tmp_path / f"{spec.spike.value}.safetensors", model,
-                               CheckpointMeta(spec=spec, dataset="mnist10k"))
-        with pytest.raises(ExportError, match=f"cannot export this model yet: {what}"):
-            load_inference(path)
-
-
-def test_soft_reset_reparameterizes_exactly_but_export_refuses_it(tmp_path):
-    from realspike_cli.core.checkpoint import CheckpointMeta, save_checkpoint
-    from realspike_cli.core.export.common import ExportError, load_inference
-    from realspike_cli.core.models import build_model
-    from realspike_cli.core.reparam import check_equivalence, to_inference
-
-    spec = ModelSpec(arch="small_convnet", num_classes=10, in_channels=1, input_size=(28, 28), time_steps=3,
-                     spike="element", neuron=NeuronSpec(reset="soft", detach_reset=True), arch_kwargs={"width": 0.25})
-    model = build_model(spec).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "a"):
-                m.a.uniform_(0.5, 1.5)
-    inference = to_inference(model)
-    neurons = [m for m in inference.modules() if isinstance(m, LIFNeuron)]
-    assert neurons and all(m.spec.reset == "soft" for m in neurons)
-    report = check_equivalence(model, inference, torch.rand(4, 1, 28, 28) * 3)
-    assert report.agreement == 1.0 and report.spikes_binary and report.relative_diff < 1e-12
-    path = save_checkpoint(tmp_path / "soft.safetensors", model, CheckpointMeta(spec=spec, dataset="mnist10k"))
-    with pytest.raises(ExportError, match="soft reset"):
-        load_inference(path)
+# --- the other passes (re-parameterization, energy, export) are tested in test_family_folds.py and
+# test_family_export.py ---------------------------------------------------------------------------------------
 
 
 def test_eval_firing_rate_of_ternary_neurons_counts_both_signs():
@@ -499,35 +455,3 @@ def test_bad_neuron_flags_are_one_error_line(tmp_path, capsys, flags, message):
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 1 and "Traceback" not in err and lines[0].startswith("error:"), err
     assert message in " ".join(err.split()) and not (tmp_path / "run").exists()
-
-
-def test_reparam_of_a_ternary_checkpoint_is_one_error_line(tmp_path, capsys):
-    from realspike_cli.core.checkpoint import CheckpointMeta, save_checkpoint
-    from realspike_cli.core.models import build_model
-
-    spec = family_spec()
-    path = save_checkpoint(tmp_path / "t.safetensors", build_model(spec), CheckpointMeta(spec=spec, dataset="mnist10k"))
-    code, _, err = cli(capsys, "reparam", str(path), "--random")
-    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "cannot re-parameterize this model yet: body.0.neuron has ternary spikes" in " ".join(err.split())
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "flags",
-    [["--spike", "ternary-channel"], ["--neuron", "mpbn", "--spike", "element"],
-     ["--neuron", "mpbn", "--spike", "ternary-channel"]],
-    ids=["ternary-channel", "mpbn-element", "mpbn-ternary-channel"],
-)
-def test_family_trains_from_the_cli_on_mnist10k(tmp_path, capsys, flags):
-    import json
-
-    from realspike_cli.core.checkpoint import load_checkpoint
-
-    code, _, err = cli(capsys, *TINY, *flags, "--out", str(tmp_path))
-    assert code == 0, err
-    epoch = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert epoch["test_top1"] > 0.5 and math.log(10) > epoch["test_loss"]  # chance: 10 %, loss ln 10
-    model, meta = load_checkpoint(tmp_path / "best.safetensors")
-    assert meta.spec.spike.value == flags[-1] and meta.spec.neuron.kind == ("mpbn" if "mpbn" in flags else "lif")
-    assert all(m.ternary == meta.spec.spike.ternary for m in model.modules() if isinstance(m, LIFNeuron))

@@ -272,7 +272,7 @@ def test_recorder_counts_what_hooks_written_here_see():
     want = neuron_outputs(model, x)
     pool = nn.MaxPool2d(2)
     maps = {"act1 pooled": ("act1.neuron", (pool,)), "act1": ("act1.neuron", ())}
-    with torch.no_grad(), SpikeRecorder(model, event_maps=maps, per_sample=True, check_binary=True) as rec:
+    with torch.no_grad(), SpikeRecorder(model, event_maps=maps, per_sample=True, check_alphabet=True) as rec:
         model(x)
         model(x[:2])
     s = want["act1.neuron"]
@@ -290,6 +290,6 @@ def test_recorder_counts_what_hooks_written_here_see():
 
 def test_recorder_flags_real_valued_outputs():
     model, x = user_net(Spike.CHANNEL), images()
-    with torch.no_grad(), SpikeRecorder(model, check_binary=True) as rec:
+    with torch.no_grad(), SpikeRecorder(model, check_alphabet=True) as rec:
         model(x)
     assert rec.non_binary == ["act1.coeff", "coeff2", "act3.coeff"]

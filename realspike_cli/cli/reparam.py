@@ -1,4 +1,4 @@
-"""`realspike reparam CKPT`: write the verified binary-spike inference form of a training checkpoint."""
+"""`realspike reparam CKPT`: write the verified inference form (plain spikes) of a training checkpoint."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def reparam(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     as_json: bool = opt.JsonOut,
 ) -> None:
-    """Fold BatchNorm and every Real Spike coefficient into the weights: binary spikes, same outputs."""
+    """Fold BatchNorm, Real Spike coefficients and MPBN into weights and thresholds: plain spikes, same outputs."""
     from realspike_cli.cli.render import console, percent, print_json, table
     from realspike_cli.core.conversion import convert_checkpoint
     from realspike_cli.core.reparam import RULES
@@ -65,7 +65,8 @@ def reparam(
         ["max |Δ logit|", f"{r.max_abs_diff:.3e} (logit scale {r.logit_scale:.3g})"],
         ["relative difference", f"{r.relative_diff:.3e} (tolerance {tolerance:.0e})"],
         ["prediction agreement", percent(r.agreement)],
-        ["spikes binary", "yes" if r.spikes_binary else "no"],
+        ["spikes in alphabet", ("yes " if r.spikes_in_alphabet else "no ") + " ".join(
+            "{" + ", ".join(f"{v:g}" for v in a) + "}" for a in r.spike_alphabets)],
     ]
     console.print(table("inference form", ["", "value"], summary))
     console.print(f"[bold green]wrote[/] {c.output}")

@@ -2,7 +2,8 @@
 (`convert_checkpoint`): convert, check the inference form on a probe, refuse unless it matches.
 
 A checkpoint is written only if the inference form matches on the probe (logits within tolerance, every
-spike 0 or 1) and the written file reloads to the same outputs; the output records its parent's sha256.
+spike in its neuron's alphabet: 0 or 1, or −1, 0, 1 for ternary spikes) and the written file reloads to the
+same outputs; the output records its parent's sha256.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def reparameterize(
     """The verified inference form of any model built from realspike layers (`model` is left untouched).
 
     Converts (`reparam.to_inference`), runs both forms in float64 on `inputs` (a batch, real data is best)
-    and raises ReparamError unless every spike is 0 or 1 and the logits agree within `tolerance`
+    and raises ReparamError unless every spike is in its neuron's alphabet ({0, 1}; ternary: {−1, 0, 1}) and
+    the logits agree within `tolerance`
     (relative). Without `inputs`, verifies on seeded random inputs shaped like `example_input`, or of the
     shape the model's `.spec` describes (SpikingNetwork); with neither it refuses. Returns the inference
     form (eval mode, the model's dtype) and the equivalence report.
@@ -145,9 +147,10 @@ def convert_checkpoint(
 
 
 def refuse_if_different(report: EquivalenceReport, tolerance: float) -> None:
-    """ReparamError unless every spike is binary and the relative logit difference is within `tolerance`."""
-    if not report.spikes_binary:
-        raise ReparamError(f"inference form emits non-binary spikes at {', '.join(report.non_binary_layers)}")
+    """ReparamError unless every spike is in its alphabet and the relative logit difference is within `tolerance`."""
+    if not report.spikes_in_alphabet:
+        raise ReparamError(f"inference form emits values outside the spike alphabet at "
+                           f"{', '.join(report.outside_alphabet_layers)}")
     if not report.relative_diff <= tolerance:  # also catches NaN
         raise ReparamError(
             f"inference form differs from the training form by {report.relative_diff:.2e} (relative), "

@@ -26,7 +26,7 @@ from realspike_cli.core.energy_counts import (  # noqa: F401  (EnergyReport: re-
 )
 from realspike_cli.core.errors import ConfigError
 from realspike_cli.core.graph import MAX_POOLS, SYNAPSES, ModelGraph, SpikeTerm, is_spiking_neuron, trace
-from realspike_cli.core.neuron import RealSpike, fold_support
+from realspike_cli.core.neuron import RealSpike
 from realspike_cli.core.spike_recorder import SpikeRecorder
 from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SharedSynapse
 from realspike_cli.core.synops import SynOp, fanout, op_of, path_shape
@@ -80,8 +80,6 @@ class SynapseGraph:
     """The synaptic structure of a model: event sources (neurons, max-pooled spikes) and every consumer."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
-        if why := fold_support(model):
-            raise ConfigError(f"energy cannot count this model yet: {why}")
         self.gm = trace(model, doing="count operations")  # shares the model's modules
         ShapeProp(self.gm).propagate(example[:1])  # one sample: every shape[0] is rows per image
         self.g = ModelGraph(self.gm)
@@ -127,6 +125,9 @@ class SynapseGraph:
         elif isinstance(m, SYNAPSES):
             self.synapse(node, m)
         elif is_spiking_neuron(m):
+            if m.norm is not None:  # MPBN, training form: its membrane BatchNorm, one MAC per element per step
+                self.consumers.append(_Consumer(f"{node.target}.norm", "batchnorm", "elements",
+                                                fixed_macs=math.prod(self.shape(node))))
             terms, _ = self.collect(node.args[0])
             if terms:  # spikes added straight into this neuron's input: an identity synapse each
                 a = sum(t.coeff.numel() for t in terms if t.coeff is not None)

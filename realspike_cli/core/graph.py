@@ -32,14 +32,15 @@ IDENTITY_MODULES = (
     nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
 )
 AVG_POOLS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
-MAX_POOLS = (nn.MaxPool2d, nn.AdaptiveMaxPool2d)  # max of binary spikes is binary; max(a·o) = a·max(o) for a ≥ 0
+MAX_POOLS = (nn.MaxPool2d, nn.AdaptiveMaxPool2d)  # max of spikes is a spike; max(a·s) = a·max(s) for a ≥ 0
 POOLS = (*AVG_POOLS, *MAX_POOLS)
 ADDS = (operator.add, torch.add)  # `x += y` traces as operator.add too
 TIME_METHODS = ("repeat", "unflatten", "mean", "transpose")  # SpikingNetwork's folding of time into the batch
 
 
 def is_spiking_neuron(module: Any) -> bool:
-    """True for a module that emits binary spikes (today: LIFNeuron, which is also the IF neuron)."""
+    """True for a module that emits spikes: a LIFNeuron (also the IF neuron, the MPBN neuron and the folded
+    ThresholdLIF), whose alphabet is `.spike_values`: {0, 1}, or {−1, 0, 1} for ternary spikes."""
     return isinstance(module, NEURONS)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -110,6 +111,42 @@ def lif_reference(x: torch.Tensor, spec: NeuronSpec, ternary: bool = False) -> t
     return autograd_multistep(x, spec, ternary=ternary)[0]
 
 
+class FiringRule(NamedTuple):
+    """A plain LIF/IF neuron's constants on its membrane h: a +1 spike iff h ≥ upper; a −1 spike iff h ≤ lower
+    (ternary spikes only, else None); a soft reset subtracts reset_by·s (None: hard reset to 0). Floats, or
+    tensors broadcasting over one sample's features (per-channel thresholds of a folded MPBN neuron)."""
+
+    decay: float
+    upper: float | torch.Tensor
+    lower: float | torch.Tensor | None = None
+    reset_by: float | torch.Tensor | None = None
+
+
+def unrolled_lif(x: torch.Tensor, time_steps: int, rule: FiringRule) -> torch.Tensor:
+    """Spikes of a plain LIF/IF neuron on time-folded [T·B, ...] input, one step at a time in plain tensor ops
+    (traceable by torch.export / ONNX; no zeros_like, which would trace a fixed batch).
+
+    h_0 = x_0, h_t = x_t + decay·u_{t−1}; s_t = [h_t ≥ upper] − [h_t ≤ lower]; u_t = h_t·(1 − |s_t|) or
+    h_t − reset_by·s_t. With the scalar rule of a LIFNeuron this is the eager kernel's arithmetic, op for op
+    (leak = decay·h or 0; reset_by·s is exact for s ∈ {−1, 0, 1}), so the spikes are bit-identical.
+    """
+    spikes, leak = [], None
+    for x_t in x.unflatten(0, (time_steps, -1)).unbind(0):
+        h = x_t if leak is None else x_t + leak
+        up = h >= rule.upper
+        s = up.to(x.dtype)
+        fired = up
+        if rule.lower is not None:
+            down = h <= rule.lower
+            s, fired = s - down.to(x.dtype), up | down
+        spikes.append(s)
+        if rule.reset_by is None:
+            leak = (h * rule.decay).masked_fill(fired, 0.0)
+        else:
+            leak = (h - rule.reset_by * s) * rule.decay
+    return torch.cat(spikes, 0)
+
+
 class LIFNeuron(nn.Module):
     """Multi-step LIF neuron on time-folded [T·B, ...] input (an IF neuron when decay = 1), binary or ternary.
 
@@ -135,6 +172,11 @@ class LIFNeuron(nn.Module):
         return kernels.LIFParams(
             s.decay, s.v_th, s.surrogate_width / 2, self.ternary, s.reset == "soft", s.detach_reset
         )
+
+    def firing_rule(self) -> FiringRule:
+        """The neuron's constants as a FiringRule (what the exporters' traceable twin and NIR write)."""
+        s = self.spec
+        return FiringRule(s.decay, s.v_th, -s.v_th if self.ternary else None, s.v_th if s.reset == "soft" else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         backend = self.backend or kernels.default_backend()
@@ -173,7 +215,12 @@ class MPBNNeuron(LIFNeuron):
         if spec.kind != "mpbn":
             raise ConfigError(f"MPBNNeuron needs a NeuronSpec of kind 'mpbn', got {spec.kind!r}")
         super().__init__(spec, time_steps, backend, ternary=ternary)
-        self.norm = membrane_norm(feature_shape)
+        self.feature_shape = tuple(int(n) for n in feature_shape)
+        self.norm = membrane_norm(self.feature_shape)
+
+    def firing_rule(self) -> FiringRule:
+        raise ConfigError("an MPBN neuron fires on BN(h), not on h: fold it first (reparam.to_inference, which "
+                          "turns it into a ThresholdLIF with per-channel thresholds)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = x.unflatten(0, (self.time_steps, -1))
@@ -265,21 +312,6 @@ class SpikeActivation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spikes = self.neuron(x)
         return spikes if self.coeff is None else self.coeff(spikes)
-
-
-def fold_support(model: nn.Module, *, soft_reset: bool = True) -> str | None:
-    """The first neuron of `model` that today's re-parameterization, energy and export passes cannot handle,
-    in words (None when there is none): ternary spikes and MPBN neurons; soft reset too unless `soft_reset`.
-    """
-    for name, m in model.named_modules():
-        where = name or type(m).__name__
-        if isinstance(m, LIFNeuron) and m.norm is not None:
-            return f"{where} is an MPBN neuron (membrane-potential BatchNorm), which is not supported yet"
-        if (isinstance(m, LIFNeuron) and m.ternary) or (isinstance(m, RealSpike) and m.setting.ternary):
-            return f"{where} has ternary spikes, which are not supported yet"
-        if isinstance(m, LIFNeuron) and not soft_reset and m.spec.reset == "soft":
-            return f"{where} uses a soft reset, which this format cannot express yet"
-    return None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """What the inference form folds where (paper Sec. 3.3, Eq. 9–13), decided on the model's fx graph.
 
-A pass over `core.graph`: every BatchNorm into the conv/linear before it; every conv/linear whose input is
-a sum of spike terms path(a ⊙ o) gets a rule from the shapes alone; what no exact rule covers is refused,
-naming the layer. `core.reparam` performs the rewrite.
+A pass over `core.graph`: every BatchNorm into the conv/linear before it; every MPBN neuron's membrane
+BatchNorm into per-channel thresholds, with the contributions to its input that a channel sign multiplies
+(`core.membrane_plan`); every conv/linear whose input is a sum of spike terms path(a ⊙ s) gets a rule from
+the shapes alone; what no exact rule covers is refused, naming the layer. `core.reparam` performs the
+rewrite. Spikes s are binary or ternary: every rule is linear in s, so both fold alike.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from realspike_cli.core.graph import (
     is_add,
     is_spiking_neuron,
 )
+from realspike_cli.core.membrane_plan import MembraneFold, MembranePlanner
 from realspike_cli.core.neuron import RealSpike
 from realspike_cli.core.synapses import disjoint_avgpool
 
@@ -58,6 +61,7 @@ class Plan:
     consumers: list[Consumer]
     kept: list[fx.Node]  # RealSpikes into a neuron's input: become SynapticScale
     folds: list[Fold]
+    membranes: list[MembraneFold]  # MPBN neurons: thresholds, and the inputs their channel signs multiply
 
 
 def uniform(a: torch.Tensor) -> bool:
@@ -80,14 +84,18 @@ class Planner:
 
     def plan(self) -> Plan:
         bns, consumers = self.bn_folds(), self.consumers()
-        kept = self.kept_scales(consumers)
+        reach = self.kept_scales(consumers)
+        membranes = MembranePlanner(self.g, self.check_values).plan(reach)
         folds = [Fold(str(layer.target), "batchnorm", (str(bn.target),)) for layer, bn in bns]
+        for mf in membranes:
+            inputs = tuple(str(i.node.target) for i in mf.inputs)
+            folds.append(Fold(str(mf.neuron.target), "membrane-threshold", (f"{mf.neuron.target}.norm",), inputs))
         for c in consumers:
             names = (str(p.target) if p.op == "call_module" else p.name for t in c.terms for p in t.path)
             via = dict.fromkeys(names)
             folds.append(Fold(str(c.node.target), c.rule, tuple(self.term_names(c.terms)), tuple(via)))
-        folds += [Fold(str(n.target), "synaptic-scale") for n in kept]
-        return Plan(bns, consumers, kept, folds)
+        folds += [Fold(str(n.target), "synaptic-scale") for n in reach]
+        return Plan(bns, consumers, list(reach), folds, membranes)
 
     def bn_folds(self) -> list[tuple[fx.Node, fx.Node]]:
         pairs = []
@@ -219,26 +227,30 @@ class Planner:
             source = self.term_names([term])[0]
             raise ReparamError(f"cannot materialize {node.target} (source {source}): {reason}")
 
-    def kept_scales(self, consumers: list[Consumer]) -> list[fx.Node]:
-        """RealSpikes whose output still flows somewhere once the consumers are rewritten: allowed only into
-        a neuron's input (the identity shortcut), else refused."""
-        folded = {c.node for c in consumers}
-        return [node for node in self.g.nodes_of(RealSpike) if self.reaches_neuron(node, node, folded, set())]
+    def kept_scales(self, consumers: list[Consumer]) -> dict[fx.Node, set[fx.Node]]:
+        """RealSpikes whose output still flows somewhere once the consumers are rewritten, with the neurons
+        it reaches: allowed only into a neuron's input (the identity shortcut), else refused."""
+        folded, kept = {c.node for c in consumers}, {}
+        for node in self.g.nodes_of(RealSpike):
+            reached: set[fx.Node] = set()
+            self.reaches_neuron(node, node, folded, set(), reached)
+            if reached:
+                kept[node] = reached
+        return kept
 
-    def reaches_neuron(self, rs: fx.Node, node: fx.Node, folded: set[fx.Node], seen: set[fx.Node]) -> bool:
-        reached = False
+    def reaches_neuron(self, rs: fx.Node, node: fx.Node, folded: set[fx.Node], seen: set[fx.Node],
+                       reached: set[fx.Node]) -> None:
         for user in node.users:
             if user in seen or user in folded:
                 continue
             seen.add(user)
             if is_spiking_neuron(self.g.module(user)):
-                reached = True
+                reached.add(user)
             elif is_add(user) or self.g.pass_kind(user) is not None:
-                reached = self.reaches_neuron(rs, user, folded, seen) or reached
+                self.reaches_neuron(rs, user, folded, seen, reached)
             else:
                 raise ReparamError(
                     f"cannot fold {self.coeff_name(rs)}: its real-valued spikes reach {self.g.describe(user)}; "
                     "only conv/linear layers (through pooling, flatten and additions) or a neuron's input "
                     "may receive them"
                 )
-        return reached

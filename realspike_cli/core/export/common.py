@@ -14,7 +14,7 @@ from torch import nn
 from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint
 from realspike_cli.core.errors import RealSpikeError
 from realspike_cli.core.graph import is_spiking_neuron
-from realspike_cli.core.neuron import fold_support
+from realspike_cli.core.neuron import FiringRule, LIFNeuron, unrolled_lif
 from realspike_cli.core.specs import Encoding, Form, ModelSpec, NeuronSpec
 
 
@@ -76,33 +76,32 @@ def load_inference(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     from realspike_cli.core.reparam import to_inference
 
     model, meta = load_checkpoint(path)
-    if why := fold_support(model, soft_reset=False):
-        raise ExportError(f"cannot export this model yet: {why}")
     if meta.form is Form.TRAIN:
         model = to_inference(model)
     return model.float().eval(), meta
 
 
 class StepLIF(nn.Module):
-    """LIFNeuron's forward written as plain tensor ops, one step at a time, so exporters can trace it.
-
-    Same arithmetic, in the same order, as the eager kernel: h_0 = x_0, h_t = x_t + decay·u_{t−1} with
-    u = h·[h < v_th]; the spike is [h ≥ v_th]. The time loop is unrolled into the exported graph.
+    """A plain LIF neuron's forward (`LIFNeuron` or `ThresholdLIF`) as plain tensor ops, one step at a time,
+    so exporters can trace it: `neuron.unrolled_lif` on the neuron's `firing_rule()` — binary or ternary
+    spikes, scalar or per-channel thresholds, hard or soft reset. For a LIFNeuron it is the eager kernel's
+    arithmetic op for op; a ThresholdLIF runs this very function. The time loop is unrolled into the graph.
     """
 
-    def __init__(self, spec: NeuronSpec, time_steps: int) -> None:
+    def __init__(self, neuron: LIFNeuron) -> None:
         super().__init__()
-        self.decay, self.v_th, self.time_steps = float(spec.decay), float(spec.v_th), time_steps
+        rule, self.time_steps = neuron.firing_rule(), neuron.time_steps
+        self.decay = float(rule.decay)
+        for name in ("upper", "lower", "reset_by"):
+            value = getattr(rule, name)
+            if isinstance(value, torch.Tensor):
+                self.register_buffer(name, value.detach().clone())
+            else:
+                setattr(self, name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spikes = []
-        leak = None
-        for x_t in x.unflatten(0, (self.time_steps, -1)).unbind(0):
-            h = x_t if leak is None else x_t + leak
-            fired = h >= self.v_th
-            spikes.append(fired.to(x.dtype))
-            leak = (h * self.decay).masked_fill(fired, 0.0)  # no zeros_like: it would trace a fixed batch
-        return torch.cat(spikes, 0)
+        rule = FiringRule(self.decay, self.upper, self.lower, self.reset_by)
+        return unrolled_lif(x, self.time_steps, rule)
 
 
 def unrolled(model: nn.Module) -> nn.Module:
@@ -111,7 +110,7 @@ def unrolled(model: nn.Module) -> nn.Module:
     for name, m in list(twin.named_modules()):
         if is_spiking_neuron(m):
             parent, _, leaf = name.rpartition(".")
-            setattr(twin.get_submodule(parent) if parent else twin, leaf, StepLIF(m.spec, m.time_steps))
+            setattr(twin.get_submodule(parent) if parent else twin, leaf, StepLIF(m))
     if isinstance(twin, torch.fx.GraphModule):
         twin.recompile()
     return twin

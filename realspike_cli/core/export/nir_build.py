@@ -26,6 +26,7 @@ from realspike_cli.core.graph import (
     is_time_plumbing,
 )
 from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SynapticScale
+from realspike_cli.core.threshold_neuron import ThresholdLIF
 
 UNSHARED = (FactorizedSynapse, MaterializedSynapse)
 # float64 arrays: the 1/(1−λ) input scale then adds ~1e-16 of rounding instead of float32's ~1e-7, which would
@@ -122,17 +123,20 @@ class NIRBuilder:
 
     # --- nodes ---------------------------------------------------------------------------------------
 
-    def neuron(self, name: str, terms: list[Term], shape: tuple[int, ...]) -> list[Term]:
+    def neuron(self, name: str, terms: list[Term], shape: tuple[int, ...], node: fx.Node) -> list[Term]:
+        """A LIF/IF node of `shape` for neuron `node`: its thresholds per neuron (a folded MPBN neuron's are
+        per channel, broadcast over its features [C, H, W] and laid out as `shape`, flat in dense mode)."""
         terms = [self.rescale(t, self.k, shape, f"{name}.in") for t in terms]
-        n = self.spec.neuron
         ones, zeros = np.ones(shape, DTYPE), np.zeros(shape, DTYPE)
-        threshold = np.full(shape, n.v_th, DTYPE)
+        upper = self.mod(node).firing_rule().upper
+        upper = upper.detach().double().cpu().numpy() if isinstance(upper, torch.Tensor) else float(upper)
+        threshold = np.broadcast_to(np.asarray(upper, DTYPE), self.shape(node)).reshape(shape).copy()
         if self.k == 1.0:
-            node = self.nir.IF(r=ones, v_threshold=threshold, v_reset=zeros)
+            written = self.nir.IF(r=ones, v_threshold=threshold, v_reset=zeros)
         else:
             tau = np.full(shape, self.dt * self.k, DTYPE)  # dt/(1−λ)
-            node = self.nir.LIF(tau=tau, r=ones, v_leak=zeros, v_threshold=threshold, v_reset=zeros)
-        return [Term(self.add(name, node, terms), 1.0)]
+            written = self.nir.LIF(tau=tau, r=ones, v_leak=zeros, v_threshold=threshold, v_reset=zeros)
+        return [Term(self.add(name, written, terms), 1.0)]
 
     def weighted(self, name: str, conv: tuple | None, weight: torch.Tensor, bias: torch.Tensor | None,
                  terms: list[Term], shape: tuple[int, ...], out_gain: float) -> list[Term]:
@@ -230,6 +234,7 @@ def build_graph(gm: fx.GraphModule, spec: Dynamics, sample: torch.Tensor, *, dt:
         "neuron": spec.neuron.kind,
         "decay": spec.neuron.decay,
         "v_th": spec.neuron.v_th,
+        "thresholds": "per neuron" if any(isinstance(m, ThresholdLIF) for m in gm.modules()) else "v_th",
         "input_scale": builder.k,
         "pooling": pooling,
         "mode": "dense" if dense else "layers",

@@ -103,7 +103,7 @@ class DenseEmitter(LayerEmitter):
         if len(shape) > 1:
             flat = b.nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
             terms = [Term(b.add(f"{target.target}.flatten", flat, terms), b.k)]
-        return b.neuron(str(target.target), terms, (int(np.prod(shape)),))
+        return b.neuron(str(target.target), terms, (int(np.prod(shape)),), target)
 
     def dense_target(self, target: fx.Node, inp: fx.Node, sources: list[fx.Node]) -> None:
         b = self.b
@@ -121,7 +121,7 @@ class DenseEmitter(LayerEmitter):
         if is_output:
             b.add("output", b.nir.Output(output_type={"output": np.array([m])}), terms)
         else:
-            b.values[target] = b.neuron(str(target.target), terms, (m,))
+            b.values[target] = b.neuron(str(target.target), terms, (m,), target)
 
     def jacobian(self, inp: fx.Node, src: fx.Node, sources: list[fx.Node], bias: torch.Tensor) -> torch.Tensor:
         """[outputs, inputs] matrix of the (affine) map from `src`'s spikes to `inp`, the others held at 0."""

@@ -22,7 +22,7 @@ from realspike_cli.core.export.common import (
 from realspike_cli.core.export.nir_build import build_graph
 from realspike_cli.core.export.nir_sim import simulate
 from realspike_cli.core.export.registry import ExportJob, register_exporter
-from realspike_cli.core.graph import trace
+from realspike_cli.core.graph import is_spiking_neuron, trace
 from realspike_cli.core.spike_recorder import SpikeRecorder
 
 
@@ -33,6 +33,7 @@ from realspike_cli.core.spike_recorder import SpikeRecorder
 )
 def export_nir(job: ExportJob) -> dict[str, Any]:
     nir = require("nir", "nir")
+    refuse_inexpressible_neurons(job.model)
     options = job.options
     spec = dynamics_of(job.model, job.probe, job.encoding)
     gm = job.model if isinstance(job.model, fx.GraphModule) else trace(job.model, error=ExportError,
@@ -48,14 +49,32 @@ def export_nir(job: ExportJob) -> dict[str, Any]:
     refuse_if_different("NIR", checks, options.tolerance, f"reference NIR simulation on {short(job.probe_text)}")
     differ = sum(float((counts[name] - ref_counts[name]).abs().sum()) for name in ref_counts)
     total = sum(float(c.sum()) for c in ref_counts.values())
-    job.notes.extend(reader_notes(spec, options.dt, options.pooling, mode))
+    per_neuron = graph.metadata["thresholds"] == "per neuron"
+    job.notes.extend(reader_notes(spec, options.dt, options.pooling, mode, per_neuron))
     return {**checks, "mode": mode, "nodes": len(written.nodes), "edges": len(written.edges), "dt": options.dt,
             "pooling": options.pooling, "spikes": int(total), "spike_count_diff": int(differ), "nir": nir.__version__}
 
 
-def reader_notes(spec: Dynamics, dt: float, pooling: str, mode: str) -> list[str]:
+def refuse_inexpressible_neurons(model: nn.Module) -> None:
+    """NIR's LIF/IF emit 0/1 spikes and reset to v_reset: ternary spikes and a soft reset have no node."""
+    for name, m in model.named_modules():
+        if not is_spiking_neuron(m):
+            continue
+        if m.ternary:
+            raise ExportError(f"NIR has no ternary spiking node (its LIF/IF emit 0/1 spikes), so {name} (ternary "
+                              "spikes) cannot be exported to NIR; export onnx or pt2")
+        if m.spec.reset == "soft":
+            raise ExportError(f"NIR's LIF/IF reset to v_reset after a spike (a hard reset), so {name} (soft "
+                              "reset) cannot be exported to NIR; export onnx or pt2")
+
+
+def reader_notes(spec: Dynamics, dt: float, pooling: str, mode: str, per_neuron_thresholds: bool = False
+                 ) -> list[str]:
     """What a user loading this file into snnTorch or Norse needs to know (docs/export.md has the details)."""
     notes = ["NIR fires on v > v_threshold, realspike on v >= V_th (differs only exactly at the threshold)"]
+    if per_neuron_thresholds:
+        notes.append("per-neuron v_threshold arrays (folded MPBN): Norse reads them, snnTorch's importer "
+                     "requires one threshold per layer")
     if spec.neuron.decay >= 1.0:
         notes.append("IF neurons: read them with Norse (snnTorch's importer treats IF as a leaky neuron)")
     elif dt != 1e-4:

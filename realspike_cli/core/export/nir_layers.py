@@ -67,7 +67,7 @@ class LayerEmitter:
     def module(self, node: fx.Node, m: nn.Module) -> list[Term]:
         b, name = self.b, str(node.target)
         if is_spiking_neuron(m):
-            return b.neuron(name, b.values[node.args[0]], b.shape(node))
+            return b.neuron(name, b.values[node.args[0]], b.shape(node), node)
         gain = b.k if b.feeds_neurons(node) else 1.0
         if isinstance(m, SharedSynapse):
             return self.shared(node, m, gain)

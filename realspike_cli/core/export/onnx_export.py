@@ -1,4 +1,5 @@
-"""ONNX: the inference form with its time steps unrolled (binary spikes between layers), checked by onnxruntime."""
+"""ONNX: the inference form with its time steps unrolled (binary or ternary spikes between layers), checked by
+onnxruntime."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from realspike_cli.core.export.registry import ExportJob, register_exporter
 
 @register_exporter(
     "onnx", suffix=".onnx", requires=("onnx", "onnxruntime"),
-    description="ONNX graph, time steps unrolled, binary spikes; input [B, C, H, W] (frames: [B, T, C, H, W]) "
-    "-> logits averaged over time; validated with onnxruntime",
+    description="ONNX graph, time steps unrolled, binary or ternary spikes; input [B, C, H, W] (frames: "
+    "[B, T, C, H, W]) -> logits averaged over time; validated with onnxruntime",
 )
 def export_onnx(job: ExportJob) -> dict[str, Any]:
     onnx, ort = require("onnx", "onnx"), require("onnxruntime", "onnx")
