@@ -503,3 +503,14 @@ def test_progress_is_reported_per_batch_and_drawn_in_a_terminal(monkeypatch):
         for done in (1, 2, 3):
             tick(done, 3)
     assert "measuring batches" in screen.getvalue()
+
+
+def test_neuron_traits_read_the_alphabet_of_each_neuron():
+    """Ternary neurons are counted with three spike values (so the bit-matched QNN gets log2(2T+1) bits)."""
+    from realspike_cli.core.energy_counts import neuron_traits
+    from realspike_cli.core.neuron import LIFNeuron
+    from realspike_cli.core.specs import NeuronSpec
+
+    assert neuron_traits(LIFNeuron(NeuronSpec(), 4)).spike_values == (0.0, 1.0)
+    assert neuron_traits(LIFNeuron(NeuronSpec(), 4, ternary=True)).spike_values == (-1.0, 0.0, 1.0)
+    assert not neuron_traits(LIFNeuron(NeuronSpec(kind="if"), 4)).leaky

@@ -28,7 +28,10 @@ def neuron_traits(module: nn.Module) -> NeuronTraits:
     """The one place the energy model learns a neuron's spike alphabet and state size (a new neuron kind
     is counted once it is described here; until then it is refused by name rather than miscounted)."""
     if isinstance(module, LIFNeuron):  # one membrane potential; decay 1 is the IF neuron (no multiply)
-        return NeuronTraits((0.0, 1.0), 1, module.spec.decay != 1.0)
+        # Ternary neurons emit {−1, 0, +1} (a −1 is one subtraction downstream); an MPBN neuron's BatchNorm is
+        # counted as a layer of its own in the training form and is a per-channel threshold at inference.
+        values = tuple(float(v) for v in module.spike_values)
+        return NeuronTraits(values, 1, module.spec.decay != 1.0)
     raise ConfigError(f"cannot estimate energy: no energy model for the neuron {type(module).__name__}")
 
 
