@@ -25,8 +25,7 @@ from realspike_cli.core.graph import (
     is_spiking_neuron,
     is_time_plumbing,
 )
-from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse, SynapticScale
-from realspike_cli.core.threshold_neuron import ThresholdLIF
+from realspike_cli.core.synapses import FactorizedSynapse, MaterializedSynapse
 
 UNSHARED = (FactorizedSynapse, MaterializedSynapse)
 # float64 arrays: the 1/(1−λ) input scale then adds ~1e-16 of rounding instead of float32's ~1e-7, which would
@@ -212,37 +211,3 @@ def pool_window(name: str, m: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[
             "pools have no ceil mode (choose an input size the pools divide)"
         )
     return kernel, stride
-
-
-def build_graph(gm: fx.GraphModule, spec: Dynamics, sample: torch.Tensor, *, dt: float, pooling: str,
-                max_dense_weights: int) -> tuple[object, str]:
-    """The NIR graph of an inference-form GraphModule and its mode ("layers" or "dense")."""
-    from realspike_cli.core.export.nir_dense import DenseEmitter
-    from realspike_cli.core.export.nir_layers import LayerEmitter
-
-    builder = NIRBuilder(gm, spec, sample, dt, pooling)
-    dense = any(isinstance(m, UNSHARED) for m in gm.modules()) or any(
-        isinstance(m, SynapticScale) and m.a.dim() > 1 and m.a[0].numel() > 1 for m in gm.modules()
-    )
-    emitter = DenseEmitter(builder, max_dense_weights) if dense else LayerEmitter(builder)
-    emitter.run()
-    metadata = {
-        "producer": "realspike",
-        "dt": dt,
-        "time_steps": spec.time_steps,
-        "encoding": spec.encoding.value,
-        "neuron": spec.neuron.kind,
-        "decay": spec.neuron.decay,
-        "v_th": spec.neuron.v_th,
-        "thresholds": "per neuron" if any(isinstance(m, ThresholdLIF) for m in gm.modules()) else "v_th",
-        "input_scale": builder.k,
-        "pooling": pooling,
-        "mode": "dense" if dense else "layers",
-        "readout": "mean over the time steps of the output node",
-    }
-    try:
-        graph = builder.nir.NIRGraph(builder.nodes, builder.edges, metadata=metadata)
-    except ValueError as exc:  # nir checks the types along every edge
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"NIR rejects the graph: {first}") from None
-    return graph, metadata["mode"]

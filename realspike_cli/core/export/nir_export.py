@@ -19,11 +19,15 @@ from realspike_cli.core.export.common import (
     require,
     short,
 )
-from realspike_cli.core.export.nir_build import build_graph
+from realspike_cli.core.export.nir_build import UNSHARED, NIRBuilder
+from realspike_cli.core.export.nir_dense import DenseEmitter
+from realspike_cli.core.export.nir_layers import LayerEmitter
 from realspike_cli.core.export.nir_sim import simulate
 from realspike_cli.core.export.registry import ExportJob, register_exporter
 from realspike_cli.core.graph import is_spiking_neuron, trace
 from realspike_cli.core.spike_recorder import SpikeRecorder
+from realspike_cli.core.synapses import SynapticScale
+from realspike_cli.core.threshold_neuron import ThresholdLIF
 
 
 @register_exporter(
@@ -98,3 +102,34 @@ def run_with_spike_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
     with torch.no_grad(), SpikeRecorder(model, per_sample=True) as recorder:
         logits = model(x)
     return logits, recorder.samples
+
+
+def build_graph(gm: fx.GraphModule, spec: Dynamics, sample: torch.Tensor, *, dt: float, pooling: str,
+                max_dense_weights: int) -> tuple[object, str]:
+    """The NIR graph of an inference-form GraphModule and its mode ("layers" or "dense")."""
+    builder = NIRBuilder(gm, spec, sample, dt, pooling)
+    dense = any(isinstance(m, UNSHARED) for m in gm.modules()) or any(
+        isinstance(m, SynapticScale) and m.a.dim() > 1 and m.a[0].numel() > 1 for m in gm.modules()
+    )
+    emitter = DenseEmitter(builder, max_dense_weights) if dense else LayerEmitter(builder)
+    emitter.run()
+    metadata = {
+        "producer": "realspike",
+        "dt": dt,
+        "time_steps": spec.time_steps,
+        "encoding": spec.encoding.value,
+        "neuron": spec.neuron.kind,
+        "decay": spec.neuron.decay,
+        "v_th": spec.neuron.v_th,
+        "thresholds": "per neuron" if any(isinstance(m, ThresholdLIF) for m in gm.modules()) else "v_th",
+        "input_scale": builder.k,
+        "pooling": pooling,
+        "mode": "dense" if dense else "layers",
+        "readout": "mean over the time steps of the output node",
+    }
+    try:
+        graph = builder.nir.NIRGraph(builder.nodes, builder.edges, metadata=metadata)
+    except ValueError as exc:  # nir checks the types along every edge
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"NIR rejects the graph: {first}") from None
+    return graph, metadata["mode"]
