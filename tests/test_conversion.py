@@ -38,6 +38,20 @@ def test_inference_form_agrees_on_every_test_image(trained_run, capsys, material
     result = json.loads(text)
     assert result["images"] == 2000 and result["agreement"] == 1.0 and result["disagreements"] == 0
     assert result["checkpoints"][0]["top1"] == result["checkpoints"][1]["top1"]
+    # judged here, not by the reports above: both files run on the test images, logits compared directly
+    want, got = direct_logits(source), direct_logits(out)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * float(want.abs().max()))
+
+
+def direct_logits(path, images: int = 2000) -> torch.Tensor:
+    """A checkpoint's logits on the first mnist10k test images, run as stored (float32)."""
+    from realspike_cli.core.datasets import DataOptions, load_dataset
+
+    model, _ = load_checkpoint(path)
+    x, _ = load_dataset("mnist10k", DataOptions(augment="none")).test.batch(torch.arange(images))
+    with torch.no_grad():
+        return torch.cat([model.eval()(chunk) for chunk in x.split(500)])
 
 
 def test_reparam_refuses_what_it_cannot_do(trained_run, capsys, tmp_path):

@@ -3,6 +3,8 @@ naming the layer, factorized vs materialized storage, structure-only rebuilds an
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -20,9 +22,13 @@ from realspike_cli.core.reparam import (
 from realspike_cli.core.specs import Encoding, ModelSpec, NeuronSpec, Spike
 from realspike_cli.core.synapses import DenseSynapse, LocallyConnected2d, MaterializedSynapse
 from tests.conftest import randomize_batchnorm
+from tests.test_family_folds import assert_same_network
 
 SETTINGS = ["binary", "layer", "channel", "element"]
 TOL = 1e-9  # float64: the brief asks 1e-5; real folding bugs are O(1), rounding is ~1e-16
+# Equivalence is judged DIRECTLY here: training form vs inference form in float64, logits with
+# torch.testing.assert_close and every neuron's spikes equal (`assert_same_network`, hooks written in the tests).
+# check_equivalence, the project's own comparator, is tested on its own at the end of this file.
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,9 +90,7 @@ def test_every_architecture_is_exact(arch: str, spike: str) -> None:
     assert weight_layout(inference) == ("factorized" if spike == "element" else "shared")
 
     x = inputs(spec)
-    report = check_equivalence(model, inference, x)
-    assert report.relative_diff < TOL, report
-    assert report.agreement == 1.0 and report.spikes_binary and not report.non_binary_layers
+    assert_same_network(model, inference, x, rtol=TOL)
     for name, spikes in spike_outputs(inference, x).items():
         assert ((spikes == 0) | (spikes == 1)).all(), name
         assert 0 < float(spikes.mean()) < 1, f"{name} never or always fires: the test would be trivial"
@@ -116,8 +120,8 @@ def test_factorized_matches_materialized(arch: str, size: int) -> None:
     kinds = {type(m) for m in materialized.modules()}
     assert LocallyConnected2d in kinds and DenseSynapse in kinds
     x = inputs(spec, seed=1)
-    assert check_equivalence(factorized, materialized, x).relative_diff < TOL
-    assert check_equivalence(model, materialized, x).relative_diff < TOL
+    assert_same_network(factorized, materialized, x, rtol=TOL)
+    assert_same_network(model, materialized, x, rtol=TOL)
 
 
 @pytest.mark.parametrize("ceil_mode", [False, True])
@@ -132,8 +136,7 @@ def test_pool_then_conv_composes_into_one_unshared_kernel(ceil_mode: bool, strid
     model = randomize(model, seed=5)
     x = torch.rand(4, 2, 5, 5, dtype=torch.float64) * 2
     for materialize in (False, True):
-        report = check_equivalence(model, to_inference(model, materialize=materialize), x)
-        assert report.relative_diff < TOL, (materialize, report)
+        assert_same_network(model, to_inference(model, materialize=materialize), x, rtol=TOL)
 
 
 @pytest.mark.parametrize(
@@ -157,7 +160,7 @@ def test_frame_encoding_converts() -> None:
     spec = make_spec("small_convnet", "element", encoding=Encoding.FRAMES)
     model = randomize(build_model(spec), seed=7)
     x = torch.rand(2, spec.time_steps, 1, 28, 28, dtype=torch.float64)
-    assert check_equivalence(model, to_inference(model), x).relative_diff < TOL
+    assert_same_network(model, to_inference(model), x, rtol=TOL)
 
 
 class UserNet(nn.Module):
@@ -187,11 +190,11 @@ def test_user_model_converts_and_converting_twice_is_a_no_op() -> None:
     model = randomize(UserNet(), seed=8)
     x = torch.rand(4, 2, 6, 6, dtype=torch.float64) * 2  # time-folded [T·B, ...] with T = 2
     inference = to_inference(model)
-    assert check_equivalence(model, inference, x).relative_diff < TOL
+    assert_same_network(model, inference, x, rtol=TOL)
     rules = {f.layer: f.rule for f in plan_folds(model)}
     assert rules == {"conv1.0": "batchnorm", "conv2.0": "factorized", "conv3": "scale-inputs",
                      "fc": "scale-inputs", "act1.coeff": "synaptic-scale"}
-    assert check_equivalence(model, to_inference(inference), x).relative_diff < TOL
+    assert_same_network(model, to_inference(inference), x, rtol=TOL)
 
 
 class Squash(nn.Module):
@@ -271,12 +274,63 @@ def test_plan_lists_every_fold() -> None:
     assert str(shared[0]) == first
 
 
-def test_check_equivalence_flags_real_valued_spikes() -> None:
+# --- the project's comparator, check_equivalence, on planted differences (judged by the tests above, never
+# by itself) ----------------------------------------------------------------------------------------------------
+
+
+def _small_convnet_forms() -> tuple[nn.Module, nn.Module, torch.Tensor]:
     spec = make_spec("small_convnet", "channel")
     model = randomize(build_model(spec), seed=9)
-    report = check_equivalence(model, model, inputs(spec))
+    return model, to_inference(model), inputs(spec)
+
+
+def test_check_equivalence_flags_real_valued_spikes() -> None:
+    model, _, x = _small_convnet_forms()
+    report = check_equivalence(model, model, x)
     assert report.max_abs_diff == 0 and not report.spikes_binary
     assert report.non_binary_layers == ["body.0.coeff", "body.3.coeff", "body.8.coeff"]
+
+
+def test_check_equivalence_reports_a_planted_weight_difference() -> None:
+    """One parameter of the inference form moved by 1e-3: the report's max |Δ| is that 1e-3."""
+    model, inference, x = _small_convnet_forms()
+    assert check_equivalence(model, inference, x).max_abs_diff < TOL  # unplanted: equal
+    with torch.no_grad():
+        inference.get_submodule("head").bias[3] += 1e-3  # logit 3 of every image, at every step
+    report = check_equivalence(model, inference, x)
+    assert report.max_abs_diff == pytest.approx(1e-3, rel=1e-9)
+    assert report.relative_diff > TOL and report.spikes_binary  # the spikes are still {0, 1}
+
+
+def test_check_equivalence_reports_a_non_binary_spike() -> None:
+    """A neuron of the inference form that emits one 0.5: named, though the logits hardly move."""
+    model, inference, x = _small_convnet_forms()
+
+    def half_spike(_m, _i, out):
+        out = out.clone()
+        out.view(-1)[0] = 0.5
+        return out
+
+    inference.get_submodule("body.3.neuron").register_forward_hook(half_spike)
+    report = check_equivalence(model, inference, x)
+    assert not report.spikes_binary and report.non_binary_layers == ["body.3.neuron"]
+    assert not report.spikes_in_alphabet and report.outside_alphabet_layers == ["body.3.neuron"]
+
+
+def test_check_equivalence_reports_a_missing_layer() -> None:
+    """A neuron dropped from the inference form (analog values flow on), and a coefficient left unfolded."""
+    model, inference, x = _small_convnet_forms()
+    dropped = copy.deepcopy(inference)
+    dropped.get_submodule("body.3").neuron = nn.Identity()
+    report = check_equivalence(model, dropped, x)
+    assert report.relative_diff > 0.01, report
+    unfolded = copy.deepcopy(inference)
+    coeff = RealSpike(Spike.CHANNEL, (16, 14, 14)).double()
+    with torch.no_grad():
+        coeff.a.uniform_(0.5, 1.5)
+    unfolded.get_submodule("body.3").neuron = nn.Sequential(unfolded.get_submodule("body.3").neuron, coeff)
+    report = check_equivalence(model, unfolded, x)
+    assert report.relative_diff > TOL and "body.3.neuron.1" in report.outside_alphabet_layers
 
 
 def _norm_wrapped(wrap) -> nn.Module:
