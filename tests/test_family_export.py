@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from realspike_cli.cli.app import main
-from realspike_cli.core.checkpoint import CheckpointMeta, save_checkpoint
+from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from realspike_cli.core.export import ExportError, ExportOptions, export
 from realspike_cli.core.export.common import StepLIF
 from realspike_cli.core.models import build_model
@@ -26,6 +26,7 @@ from realspike_cli.core.neuron import LIFNeuron
 from realspike_cli.core.reparam import to_inference
 from realspike_cli.core.specs import NeuronSpec
 from realspike_cli.core.threshold_neuron import ThresholdLIF
+from tests.oracles import assert_onnx_runs_the_checkpoint, onnx_logits, own_probe
 from tests.test_family_folds import neuron_outputs, randomize, spec_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,12 +80,6 @@ FORMATS_CASES = [
     ("small_convnet", "binary", "lif", "soft"),
     ("resnet20", "ternary-layer", "mpbn", "soft"),
 ]
-
-
-def onnx_logits(path, x: torch.Tensor) -> torch.Tensor:
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
 
 
 @pytest.mark.parametrize(("arch", "spike", "kind", "reset"), FORMATS_CASES)
@@ -248,6 +243,19 @@ def train_convert_count_export(tmp_path, capsys, flags: list[str], train: list[s
         assert code == 0, err
         exported[fmt] = json.loads(out)["checks"]
         assert exported[fmt]["agreement"] == 1.0 and exported[fmt]["relative_diff"] <= 1e-4
+    # judged here, not by the reports: the written files run against the training checkpoint's own forward
+    assert_onnx_runs_the_checkpoint(run / "model.onnx", best)
+    model, meta = load_checkpoint(best)
+    x = own_probe(meta.spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.load(str(run / "model.pt2")).module()
+    folded, _ = load_checkpoint(run / "best.inference.safetensors")
+    with torch.no_grad():
+        want = model.double().eval()(x.double())
+        for got in (program(x), folded.eval()(x)):
+            assert torch.equal(got.argmax(1), want.argmax(1))
+            torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-4 * float(want.abs().max()))
     return {"reparam": reparam, "energy": inference["totals"], "export": exported}
 
 

@@ -127,12 +127,12 @@ def test_user_network_energy_counts_by_hand():
 def test_user_network_exports_to_nir_and_snntorch_agrees(tmp_path):
     pytest.importorskip("nir")
     from realspike_cli.core.export import export
-    from tests.test_export import _snntorch_run
+    from tests.oracles import snntorch_run
 
     model, x = user_net(Spike.CHANNEL).float(), images(40).float()
     result = export(model, "nir", tmp_path / "user.nir", example_input=x)
     assert result.source_form == "train" and result.checks["mode"] == "layers"
-    logits, counts = _snntorch_run(result.output, x, T)  # the file read by a third-party simulator
+    logits, counts = snntorch_run(result.output, x, T)  # the file read by a third-party simulator
     spikes = neuron_outputs(to_inference(model), x)
     assert torch.equal(logits.argmax(1), model(x).argmax(1))
     for name, s in spikes.items():
