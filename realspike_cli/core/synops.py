@@ -90,6 +90,8 @@ def fanout(shape: Sequence[int], path: Sequence[nn.Module], op: SynOp) -> torch.
     shape = tuple(int(s) for s in shape)
     if op.kind == "dense":
         return (op.dense != 0).sum(0).double().reshape(shape).cpu()
+    if isinstance(op.window, LocallyConnected2d) and not any(isinstance(m, POOLS) for m in path):
+        return _local_fanout(op.window, shape)
     if len(shape) != 3:
         return torch.full(shape, float(op.per_channel), dtype=torch.float64)
     rh, rw = torch.eye(shape[1], dtype=torch.bool), torch.eye(shape[2], dtype=torch.bool)
@@ -104,6 +106,22 @@ def fanout(shape: Sequence[int], path: Sequence[nn.Module], op: SynOp) -> torch.
     else:
         reach = torch.outer(rh.sum(1).double(), rw.sum(1).double())
     return (reach * op.per_channel).expand(shape).clone()
+
+
+def _local_fanout(m: LocallyConnected2d, shape: tuple[int, ...]) -> torch.Tensor:
+    """Non-zero weights each input element feeds in a locally connected layer: its explicit synapses, like a
+    dense one's. Its window geometry alone would over-count: a composed floor-mode pooling leaves zero taps on
+    the rows and columns it drops, which lie inside the windows but reach nothing."""
+    channels, height, width = shape
+    left, right, top, bottom = m.pad
+    per_tap = (m.weight.detach() != 0).sum(-1).double().T.unsqueeze(0).cpu()  # [1, C·kh·kw, positions]
+    padded = (height + top + bottom, width + left + right)
+    counts = torch.nn.functional.fold(per_tap, padded, m.kernel, stride=m.stride)[0]  # [C, H + pads, W + pads]
+    out = torch.zeros(shape, dtype=torch.float64)
+    y0, y1 = max(0, -top), min(height, padded[0] - top)  # rows outside these are cropped: never read
+    x0, x1 = max(0, -left), min(width, padded[1] - left)
+    out[:, y0:y1, x0:x1] = counts[:, y0 + top:y1 + top, x0 + left:x1 + left]
+    return out
 
 
 def path_shape(shape: Sequence[int], path: Sequence[nn.Module]) -> tuple[int, ...]:
