@@ -44,7 +44,7 @@ def test_inference_form_agrees_on_every_test_image(trained_run, capsys, material
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * float(want.abs().max()))
 
 
-def direct_logits(path, images: int = 2000) -> torch.Tensor:
+def direct_logits(path, images: int = 500) -> torch.Tensor:
     """A checkpoint's logits on the first mnist10k test images, run as stored (float32)."""
     from realspike_cli.core.datasets import DataOptions, load_dataset
 
