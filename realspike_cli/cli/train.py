@@ -134,6 +134,8 @@ def train(
         run = RunOptions(device=device, workers=workers, max_steps=max_steps, sync_bn=sync_bn,
                          lif_backend=lif_backend, channels_last=channels_last, compile=compile_model)
         files = Checkpointer(out, resume=resume, overwrite=overwrite, save_every=save_every)
+        if not launched:  # lock and probe --out before loading data (under torchrun rank 0 does it at the start)
+            files.prepare()
         callbacks = [files, *_optional_callbacks(tensorboard)]
         shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
         with D.distributed(device) as ctx:

@@ -4,7 +4,36 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+
+class StopNow(KeyboardInterrupt):
+    """Stop at once (a second signal, or SIGTERM outside training); `exit_code` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises StopNow (exit 143) in the main thread, so `finally` blocks run and temporary
+    files are removed, as for Ctrl-C; the default action would end the process on the spot. StopFlag
+    overrides it during training (a graceful stop with a resume point). The previous handler is restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise StopNow("terminated (SIGTERM)", 128 + signum)
 
 
 class StopFlag:
@@ -25,7 +54,8 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.reason:  # a second signal means "now"
-            raise KeyboardInterrupt
+            raise StopNow(f"{self.SIGNALS.get(signum, 'interrupted')} again: stopped at once, without saving; "
+                          "the last resume point saved is kept", 128 + signum)
         self.reason = self.SIGNALS.get(signum, "interrupted")
 
     def __exit__(self, *exc: object) -> None:
