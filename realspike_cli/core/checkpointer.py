@@ -99,7 +99,11 @@ class Checkpointer(Callback):
             self.save_resume(trainer)
 
     def on_end(self, trainer: Trainer, model: torch.nn.Module) -> None:
-        self.run_dir.release()  # puts a run set aside by --overwrite back if this one saved nothing
+        self.release()
+
+    def release(self) -> None:
+        """Unlock the directory; a run set aside by --overwrite goes back if this one saved nothing."""
+        self.run_dir.release()
 
     # the directory ---------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -110,6 +114,7 @@ class Checkpointer(Callback):
         self.run_dir.claim()
         existing = self.run_dir.existing()
         if existing and not (self.resume or self.overwrite):
+            self.release()
             raise ConfigError(
                 f"run directory {self.out} already holds a run ({', '.join(existing)}); "
                 "pass --resume to continue it, --overwrite to start again, or choose another --out"

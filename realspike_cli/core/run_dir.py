@@ -30,6 +30,7 @@ class RunDirectory:
         self.run_files, self.saves = tuple(run_files), tuple(saves)
         self._lock_fd: int | None = None
         self._previous_pending = False  # old files set aside by this run, not yet superseded
+        self._created = False  # this run made the directory (removed again if left empty)
 
     @property
     def previous(self) -> Path:
@@ -43,27 +44,38 @@ class RunDirectory:
         if self._lock_fd is not None:
             return
         check_folder(self.path)
-        lock = self.path / LOCK_FILE
+        self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise OutputError(f"cannot write in run directory {self.path}: {describe_os_error(exc, lock)}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_pid(fd)
-            os.close(fd)
-            raise ConfigError(f"run directory {self.path} is in use by another training run{holder}; wait for it "
-                              "to finish or choose another --out") from None
-        try:
+            fd = self._locked()
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
         except OSError as exc:
-            os.close(fd)
+            self.release()
+            lock = self.path / LOCK_FILE
             raise OutputError(f"cannot write in run directory {self.path}: {describe_os_error(exc, lock)}") from None
         self._lock_fd = fd
         self._resolve_interrupted_overwrite()
+
+    def _locked(self) -> int:
+        """The lock file, flocked; retried if a finishing run removed it between our open and our lock."""
+        lock = self.path / LOCK_FILE
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(fd)
+                os.close(fd)
+                raise ConfigError(f"run directory {self.path} is in use by another training run{holder}; wait "
+                                  "for it to finish or choose another --out") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
 
     def set_aside_previous(self) -> None:
         """Move the existing run's files into .previous-run/ (same file system: renames, no copies)."""
@@ -87,8 +99,12 @@ class RunDirectory:
             self._restore()
             self._previous_pending = False
         if self._lock_fd is not None:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)  # while still held: a waiting run then retries
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
+        if self._created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()  # a run that failed before writing anything leaves no empty folder either
+            self._created = False
 
     def _restore(self) -> None:
         for entry in self.previous.iterdir():
