@@ -63,7 +63,7 @@ app.add_typer(zoo_app, name="zoo")
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input exits non-zero with one `error:` line instead of a traceback."""
     from realspike_cli.cli.render import error
-    from realspike_cli.core.stop_flag import terminate_like_interrupt
+    from realspike_cli.core.stop_flag import StopNow, terminate_like_interrupt
 
     try:
         with terminate_like_interrupt():
@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         error(f"{exc.format_message()}{hint}")
         sys.exit(getattr(exc, "exit_code", 2))
-    except KeyboardInterrupt as exc:  # StopNow (a second signal, SIGTERM) says which and carries its exit code
-        error(str(exc) or "interrupted")
-        sys.exit(getattr(exc, "exit_code", 130))
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except StopNow as exc:  # a second signal during training, or SIGTERM: says which, exits 128 + its number
+        error(str(exc))
+        sys.exit(exc.exit_code)
     except OSError as exc:  # a filesystem failure no command turned into its own line: the path and the reason
         from realspike_cli.core.files import describe_os_error
 

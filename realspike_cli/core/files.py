@@ -14,7 +14,8 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,33 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], *, overwrite: b
     Refuses an existing `path` unless `overwrite`. Any operating-system failure (full disk, read-only,
     permission) is one OutputError naming `path`; errors the writer raises itself pass through unchanged."""
     path = check_output(path, overwrite=overwrite)
+    with new_folders(path.parent):
+        _write_and_rename(path, write, overwrite)
+    return path
+
+
+@contextmanager
+def new_folders(folder: Path) -> Iterator[None]:
+    """Create `folder` (and its missing parents) for the block; if the block fails, the folders it created
+    go again (those still empty), so a failed write leaves no trace."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {describe_os_error(exc, folder)}") from None
+    try:
+        yield
+    except BaseException:
+        for created in reversed(missing):
+            try:
+                created.rmdir()
+            except OSError:
+                break  # not empty: something else was put there
+        raise
+
+
+def _write_and_rename(path: Path, write: Callable[[Path], Any], overwrite: bool) -> None:
+    try:
         remove_stale_temps(path.parent)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=TEMP_SUFFIX,
                                     dir=path.parent)
@@ -91,7 +117,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], *, overwrite: b
         if path.exists() and not overwrite:  # appeared while we wrote (another process): still not ours to replace
             raise OutputError(f"{path} already exists; choose another output path or pass --overwrite")
         os.replace(tmp, path)
-    except (RealSpikeError, KeyboardInterrupt, SystemExit):
+    except RealSpikeError:
         raise
     except Exception as exc:
         reason = _os_reason(exc, path)
@@ -100,7 +126,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], *, overwrite: b
         raise OutputError(f"cannot write {path}: {reason}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
 def _os_reason(exc: BaseException, path: Path) -> str | None:

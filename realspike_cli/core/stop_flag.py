@@ -9,8 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 
-class StopNow(KeyboardInterrupt):
-    """Stop at once (a second signal, or SIGTERM outside training); `exit_code` is 128 + the signal number."""
+class StopNow(BaseException):
+    """Stop at once (a second signal, or SIGTERM outside training); `exit_code` is 128 + the signal number.
+
+    Like KeyboardInterrupt it is no Exception (no `except Exception` swallows it), but it is not one: Typer
+    turns a KeyboardInterrupt into a silent exit 130, and this one must reach `main` to say what happened."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -38,7 +41,7 @@ def _terminated(signum: int, _frame: object) -> None:
 
 class StopFlag:
     """The first SIGINT (Ctrl-C) or SIGTERM (what SLURM and Kubernetes send) asks the loop to stop after the
-    current step, saving an exact resume point; a second one stops at once (KeyboardInterrupt)."""
+    current step, saving an exact resume point; a second one stops at once (StopNow)."""
 
     SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 

@@ -230,16 +230,23 @@ def _other_files(dest: Path) -> dict[str, str]:
 def _write_folder(src: Path, dest: Path, digest: str, card: str, overwrite: bool) -> None:
     """Copy the checkpoint byte for byte (unless already there) and write its card next to it."""
     from realspike_cli.core.checkpoint import file_sha256
-    from realspike_cli.core.files import atomic_write, check_output
+    from realspike_cli.core.files import atomic_write, check_output, new_folders
 
-    same = dest.is_file() and file_sha256(dest) == digest
+    same, existed = dest.is_file() and file_sha256(dest) == digest, dest.exists()
     if dest.exists() and not same and not overwrite:
         raise ZooError(f"{dest} already holds a different file; pass --overwrite to replace it")
     for path in (dest, dest.parent / "README.md"):  # both checked before either is written
         check_output(path, overwrite=True)
-    if not same:
-        atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), overwrite=True)
-    atomic_write(dest.parent / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"), overwrite=True)
+    with new_folders(dest.parent):  # a failure (a full disk) takes back what this push had written
+        try:
+            if not same:
+                atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), overwrite=True)
+            atomic_write(dest.parent / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"),
+                         overwrite=True)
+        except BaseException:
+            if not same and not existed:
+                dest.unlink(missing_ok=True)
+            raise
 
 
 def _upload(checkpoint: Path, repo: str, filename: str, card: str, private: bool) -> str:
