@@ -201,7 +201,12 @@ def test_an_unwritable_folder_is_refused(tmp_path, capsys, checkpoint, unwritabl
     assert list(unwritable.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", ALL_WRITERS)
+# A child process each (about 4 s): train, the JSON report and zoo push in the default run, the rest marked slow.
+FULL_DISK = ["train", "energy --json", "zoo push",
+             *(pytest.param(c, marks=pytest.mark.slow) for c in ("reparam", "export", "energy --plot"))]
+
+
+@pytest.mark.parametrize("command", FULL_DISK)
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, checkpoint, command):
     """RLIMIT_FSIZE of 4 kB: smaller than every output (the JSON report is the smallest), not than the lock."""
     work = tmp_path / "work"
@@ -298,6 +303,7 @@ def test_a_signal_stops_training_with_a_resume_point(tmp_path, capsys, sig, code
     assert sorted(p.name for p in out.iterdir()) == ["resume.pt"]  # lock released, no temporary file
 
 
+@pytest.mark.slow  # about 10 s: a run of one-second steps, so that the second signal comes mid-step
 def test_a_second_interrupt_stops_at_once_with_one_line(tmp_path):
     out = tmp_path / "run"
     proc = _start_training(out, t=4, batch=500)  # steps of about a second: the second signal comes mid-step
@@ -334,7 +340,7 @@ SLOW_WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_reparam_leaves_no_temporary_file(tmp_path, checkpoint, sig):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -403,7 +409,8 @@ def test_flipped_tensor_bytes_are_one_error_line(tmp_path, capsys, checkpoint):
     data = bytearray(checkpoint.read_bytes())
     data[_data_offset(checkpoint) + 100] ^= 0x10  # one bit of one weight: the header still parses
     damaged.write_bytes(bytes(data))
-    for command in (["energy", damaged, "--random", "--batches", "1", "--batch-size", "2"], ["reparam", damaged, "--random", "-o", tmp_path / "x"],
+    for command in (["energy", damaged, "--random", "--batches", "1", "--batch-size", "2"],
+                    ["reparam", damaged, "--random", "-o", tmp_path / "x"],
                     ["zoo", "push", damaged, "--repo", "lab/m", "--to", tmp_path / "mirror"]):
         code, _, err = cli(capsys, *command)
         assert_one_error(code, err, f"{damaged} is corrupt: its tensor data does not match the sha256")
