@@ -63,9 +63,11 @@ app.add_typer(zoo_app, name="zoo")
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input exits non-zero with one `error:` line instead of a traceback."""
     from realspike_cli.cli.render import error
+    from realspike_cli.core.stop_flag import StopNow, terminate_like_interrupt
 
     try:
-        result = app(args=argv, prog_name="realspike", standalone_mode=False)
+        with terminate_like_interrupt():
+            result = app(args=argv, prog_name="realspike", standalone_mode=False)
     except typer.Abort:
         error("aborted")
         sys.exit(130)
@@ -77,6 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(130)
+    except StopNow as exc:  # a second signal during training, or SIGTERM: says which, exits 128 + its number
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # a filesystem failure no command turned into its own line: the path and the reason
+        from realspike_cli.core.files import describe_os_error
+
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        error(f"{where}{describe_os_error(exc, exc.filename)}")
+        sys.exit(1)
     except Exception as exc:
         from realspike_cli.core.errors import RealSpikeError
 

@@ -86,27 +86,22 @@ def energy_command(
 
 
 def _check_outputs(paths: list[Path], overwrite: bool) -> None:
-    """Refuse before measuring: an existing file without --overwrite, a folder, or one path given twice."""
+    """Refuse before measuring: an existing file without --overwrite, a folder, a path under a file or in an
+    unwritable folder, or one path given twice."""
     from realspike_cli.core.errors import ConfigError
+    from realspike_cli.core.files import check_output
 
     if len(paths) == 2 and paths[0].resolve() == paths[1].resolve():
         raise ConfigError(f"--json and --plot name the same file: {paths[0]}")
     for path in paths:
-        if path.is_dir():
-            raise ConfigError(f"{path} is a folder; give a file name")
-        if path.exists() and not overwrite:
-            raise ConfigError(f"{path} already exists; choose another output path or pass --overwrite")
+        check_output(path, overwrite=overwrite)
 
 
 def _write(path: Path, write: Callable[[Path], Any], overwrite: bool) -> None:
-    """Atomic (a crash never leaves half a file), refusing to replace without --overwrite; OS errors are one line."""
-    from realspike_cli.core.checkpoint import atomic_write
-    from realspike_cli.core.errors import ConfigError
+    """Atomic (a full disk or a crash never leaves half a file), refusing to replace without --overwrite."""
+    from realspike_cli.core.files import atomic_write
 
-    try:
-        atomic_write(path, write, overwrite=overwrite)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic_write(path, write, overwrite=overwrite)
 
 
 @contextlib.contextmanager

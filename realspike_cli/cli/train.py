@@ -134,24 +134,29 @@ def train(
         run = RunOptions(device=device, workers=workers, max_steps=max_steps, sync_bn=sync_bn,
                          lif_backend=lif_backend, channels_last=channels_last, compile=compile_model)
         files = Checkpointer(out, resume=resume, overwrite=overwrite, save_every=save_every)
-        callbacks = [files, *_optional_callbacks(tensorboard)]
-        shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
-        with D.distributed(device) as ctx:
-            # Rank 0 first when downloading, so ranks do not race to write the same files.
-            load = lambda: _load_data(dataset, options, cfg)  # noqa: E731
-            data = ctx.main_first(load) if download else load()
-            if init_from is not None:  # after the Checkpointer: a resumed run keeps its own weights
-                callbacks.insert(1, _init_callback(init_from, ctx))
-            events = train_events(spec, data, cfg, options=run, callbacks=callbacks, dist=ctx)
-            last = None
-            if ctx.is_main:
-                from realspike_cli.cli.progress import render_training
+        if not launched:  # lock and probe --out before loading data (under torchrun rank 0 does it at the start)
+            files.prepare()
+        try:
+            callbacks = [files, *_optional_callbacks(tensorboard)]
+            shared[0] = False  # from here on an error may belong to one rank only (its GPU, its node's files)
+            with D.distributed(device) as ctx:
+                # Rank 0 first when downloading, so ranks do not race to write the same files.
+                load = lambda: _load_data(dataset, options, cfg)  # noqa: E731
+                data = ctx.main_first(load) if download else load()
+                if init_from is not None:  # after the Checkpointer: a resumed run keeps its own weights
+                    callbacks.insert(1, _init_callback(init_from, ctx))
+                events = train_events(spec, data, cfg, options=run, callbacks=callbacks, dist=ctx)
+                last = None
+                if ctx.is_main:
+                    from realspike_cli.cli.progress import render_training
 
-                last = render_training(events, spec, cfg, dataset, files, log_every=log_every,
-                                       log_seconds=log_interval, recipe=_named_recipe(recipe))
-            else:
-                for event in events:  # every rank must take every step
-                    last = event
+                    last = render_training(events, spec, cfg, dataset, files, log_every=log_every,
+                                           log_seconds=log_interval, recipe=_named_recipe(recipe))
+                else:
+                    for event in events:  # every rank must take every step
+                        last = event
+        finally:
+            files.release()  # unlock (and put back a run set aside by --overwrite if nothing replaced it)
     return STOP_EXIT_CODES.get(getattr(last, "reason", ""), 0)
 
 

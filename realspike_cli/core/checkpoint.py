@@ -1,7 +1,8 @@
 """Checkpoints: one safetensors file with the weights and JSON metadata that rebuilds the model on its own.
 
 Header: `__metadata__ = {"format": "pt", "realspike": "<JSON>"}` with a `schema` integer checked on read.
-Writes are atomic (temporary file + fsync + rename) and never replace an existing file unless asked.
+Writes go through core.files.atomic_write (never half a file, never a silent replace); a sha256 of the tensor
+data rides in the header (`realspike_tensors_sha256`) and is checked on load.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,12 @@ from torch import nn
 
 from realspike_cli import __version__
 from realspike_cli.core.errors import CheckpointError, RealSpikeError
+from realspike_cli.core.files import atomic_write
 from realspike_cli.core.specs import Form, ModelSpec
 
 SCHEMA = 1
+# Header key of the tensors' sha256 (beside `realspike`, so the metadata schema is unchanged); older files lack it.
+TENSOR_DIGEST_KEY = "realspike_tensors_sha256"
 
 
 @dataclass
@@ -81,45 +83,39 @@ class CheckpointMeta:
         )
 
 
-def atomic_write(path: Path, write: Any, *, overwrite: bool) -> None:
-    """Call `write(tmp_path)` then rename into place, so a crash never leaves a half-written file."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} already exists; choose another output path or pass --overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, *, overwrite: bool = False) -> Path:
     """Write `model`'s state_dict and `meta` atomically; refuses to replace a file unless `overwrite`.
 
     The package that provides a plugin architecture (and its version) is recorded, so that loading the file
-    where it is missing can say what to install."""
+    where it is missing can say what to install. A sha256 of the tensors is recorded beside the metadata
+    and checked by `load_checkpoint`."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: write_checkpoint_file(tmp, model, meta), overwrite=overwrite)
+    return path
+
+
+def write_checkpoint_file(path: Path, model: nn.Module, meta: CheckpointMeta) -> None:
+    """The checkpoint written straight to `path` (not atomic: `save_checkpoint` and other atomic writers
+    call this on their temporary file)."""
     from safetensors.torch import save_file
 
     if meta.provider is None:
         meta = dataclasses.replace(meta, provider=_provider(meta.spec.arch))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    header = {"format": "pt", "realspike": json.dumps(meta.to_dict(), sort_keys=True)}
-    path = Path(path)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=overwrite)
-    return path
+    header = {"format": "pt", "realspike": json.dumps(meta.to_dict(), sort_keys=True),
+              TENSOR_DIGEST_KEY: tensor_digest(tensors)}
+    save_file(tensors, str(path), metadata=header)
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order: flipped weight bytes, a renamed
+    or reshaped tensor all change it (the safetensors header carries no checksum of its own)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _provider(arch: str) -> dict[str, str] | None:
@@ -191,10 +187,11 @@ def _missing_architecture(meta: CheckpointMeta, exc: Exception) -> str:
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", *, model: nn.Module | None = None
+    path: str | Path, device: str | torch.device = "cpu", *, model: nn.Module | None = None, verify: bool = True
 ) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model from the file alone (or use `model`, e.g. an unregistered network of your own) and
-    load its weights strictly; returns it in eval mode."""
+    load its weights strictly; returns it in eval mode. `verify` checks the tensors' recorded sha256 (files
+    written before it was recorded load without the check)."""
     from safetensors.torch import load_file
 
     meta = read_meta(path)
@@ -203,11 +200,22 @@ def load_checkpoint(
         state = load_file(str(path), device="cpu")
     except Exception as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(exc)})") from None
+    recorded = _recorded_digest(path) if verify else None
+    if recorded is not None and tensor_digest(state) != recorded:
+        raise CheckpointError(f"{path} is corrupt: its tensor data does not match the sha256 recorded when it was "
+                              "saved (damaged on disk or in transfer, or edited); restore it from a good copy")
     problem = describe_mismatch(model.state_dict(), state)
     if problem:
         raise CheckpointError(f"{path}: weights do not match architecture {meta.spec.arch!r} ({problem})")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta
+
+
+def _recorded_digest(path: str | Path) -> str | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get(TENSOR_DIGEST_KEY)
 
 
 def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:

@@ -9,15 +9,18 @@ rank runs this callback (the resume point gathers each rank's RNG state) and onl
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from realspike_cli.core.checkpoint import CheckpointMeta, atomic_write, load_checkpoint, save_checkpoint
+from realspike_cli.core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from realspike_cli.core.errors import CheckpointError, ConfigError
 from realspike_cli.core.events import Callback, EpochDone, Event, FinalTest, StepDone, Stopped
+from realspike_cli.core.files import atomic_write, probe_folder
+from realspike_cli.core.run_dir import RunDirectory
 from realspike_cli.core.schedule import check_resumable
 from realspike_cli.core.specs import TrainConfig
 
@@ -34,9 +37,11 @@ CHECKPOINT_METRICS = ("train_loss", "train_top1", "val_top1", "val_top5", "val_l
 class Checkpointer(Callback):
     """Writes the run directory; `resume=True` continues the run saved there exactly where it stopped.
 
-    A directory that already holds a run is refused unless `resume` or `overwrite` is given.
-    `save_every` also saves the resume point every N steps (it is always saved after each epoch and when
-    the run stops early).
+    A directory that already holds a run is refused unless `resume` or `overwrite` is given; one that
+    another run is using is refused (a lock held for the whole run). `overwrite` keeps the old run aside
+    until this one has saved, and puts it back if this one fails first (core/run_dir.py). Before the first
+    step the directory must take a file of the size of everything the run will save. `save_every` also
+    saves the resume point every N steps (it is always saved after each epoch and when the run stops early).
     """
 
     def __init__(self, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -45,6 +50,8 @@ class Checkpointer(Callback):
             raise ConfigError(f"save_every must be non-negative, got {save_every}")
         self.out = Path(out_dir)
         self.resume, self.overwrite, self.save_every = resume, overwrite, save_every
+        self.run_dir = RunDirectory(self.out, RUN_FILES, saves=(RUN_FILES[0], RUN_FILES[1], RESUME_FILE))
+        self._records: list[dict[str, Any]] = []  # metrics.jsonl, rewritten whole (atomically) on each line
 
     @property
     def best_path(self) -> Path:
@@ -78,6 +85,7 @@ class Checkpointer(Callback):
             if trainer.dist.is_main:
                 self._append_metrics(event.record)
                 self._save_weights(self.last_path, trainer, event)
+                self.run_dir.saved()
                 if event.is_best:
                     self._save_weights(self.best_path, trainer, event)
             self.save_resume(trainer)
@@ -90,31 +98,43 @@ class Checkpointer(Callback):
         elif isinstance(event, StepDone) and self.save_every and trainer.global_step % self.save_every == 0:
             self.save_resume(trainer)
 
+    def on_end(self, trainer: Trainer, model: torch.nn.Module) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Unlock the directory; a run set aside by --overwrite goes back if this one saved nothing."""
+        self.run_dir.release()
+
     # the directory ---------------------------------------------------------------------------------------
-    def _claim(self, trainer: Trainer) -> dict[str, Any] | None:
-        existing = [f for f in RUN_FILES if (self.out / f).exists()]
-        if self.resume:
-            if not self.resume_path.exists():
-                raise CheckpointError(f"nothing to resume: {self.resume_path} does not exist")
-            state = self._read_resume(trainer)
-        elif existing and not self.overwrite:
+    def prepare(self) -> None:
+        """Claim the directory before long work (the CLI calls this before loading data): take its lock,
+        refuse a run there (without --resume/--overwrite) and prove it writable. Idempotent; rank 0 only."""
+        if self.resume and not self.resume_path.exists():
+            raise CheckpointError(f"nothing to resume: {self.resume_path} does not exist")
+        self.run_dir.claim()
+        existing = self.run_dir.existing()
+        if existing and not (self.resume or self.overwrite):
+            self.release()
             raise ConfigError(
                 f"run directory {self.out} already holds a run ({', '.join(existing)}); "
                 "pass --resume to continue it, --overwrite to start again, or choose another --out"
             )
-        else:
-            state = None
-            for f in existing:
-                (self.out / f).unlink()
-        self.out.mkdir(parents=True, exist_ok=True)
-        return state
+
+    def _claim(self, trainer: Trainer) -> dict[str, Any] | None:
+        self.prepare()
+        probe_folder(self.out, _bytes_to_save(trainer))
+        if self.resume:
+            return self._read_resume(trainer)
+        self.run_dir.set_aside_previous()
+        return None
 
     def save_resume(self, trainer: Trainer) -> Path:
         """Called on every rank (each one's RNG state is gathered); only rank 0 writes."""
         rank_rng = trainer.dist.gather(torch.get_rng_state())
         if trainer.dist.is_main:
             state = trainer.state_dict(rank_rng)
-            atomic_write(self.resume_path, lambda tmp: torch.save(state, tmp), overwrite=True)
+            atomic_write(self.resume_path, lambda tmp: _torch_save(state, tmp), overwrite=True)
+            self.run_dir.saved()
         return self.resume_path
 
     def _read_resume(self, trainer: Trainer) -> dict[str, Any]:
@@ -142,13 +162,14 @@ class Checkpointer(Callback):
         return state
 
     def _append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._rewrite_metrics([*self._records, record])
 
-    def _rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
-        """Keep metrics.jsonl consistent with the resume point (a crash may have left a later line)."""
-        text = "".join(json.dumps(r) + "\n" for r in history)
+    def _rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
+        """The whole file, atomically: never a torn line; on resume it is cut back to the resume point (a
+        crash may have left a later line)."""
+        text = "".join(json.dumps(r) + "\n" for r in records)
         atomic_write(self.out / "metrics.jsonl", lambda tmp: tmp.write_text(text), overwrite=True)
+        self._records = list(records)
 
     def _save_weights(self, path: Path, trainer: Trainer, event: EpochDone) -> None:
         from realspike_cli.core.train import recipe_command
@@ -181,3 +202,18 @@ class Checkpointer(Callback):
         tested = {k: v for k, v in event.record.items() if k.startswith("test_")}
         meta.metrics = {**meta.metrics, **tested}
         save_checkpoint(self.best_path, model, meta, overwrite=True)
+
+
+def _torch_save(state: dict[str, Any], path: Path) -> None:
+    """torch.save into memory, then one Python write: a full disk is then an OSError with its errno (torch's
+    own writer reports it as 'unexpected pos ...', even through a Python file object)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getbuffer())
+
+
+def _bytes_to_save(trainer: Trainer) -> int:
+    """About the most the run holds on disk: best and last checkpoints plus a resume point (model, optimizer
+    state and, with a validation split, the best weights): five times the model's tensors."""
+    model_bytes = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
+    return 5 * model_bytes + (1 << 16)

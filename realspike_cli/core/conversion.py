@@ -9,8 +9,6 @@ same outputs; the output records its parent's sha256.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -19,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from realspike_cli.core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, save_checkpoint
+from realspike_cli.core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, write_checkpoint_file
 from realspike_cli.core.errors import ConfigError, ReparamError
+from realspike_cli.core.files import atomic_write, check_output
 from realspike_cli.core.inputs import probe_inputs, random_inputs
 from realspike_cli.core.reparam import EquivalenceReport, check_equivalence, plan_folds, to_inference, weight_layout
 from realspike_cli.core.specs import Form, ModelSpec
@@ -117,8 +116,7 @@ def convert_checkpoint(
     if meta.form is Form.INFERENCE:
         raise ReparamError(f"{source} is already in the inference form")
     output = Path(output) if output else default_output(source, materialize)
-    if output.exists() and not overwrite:
-        raise ReparamError(f"{output} already exists; choose another -o path or pass --overwrite")
+    check_output(output, overwrite=overwrite)  # before any work: exists, a folder, under a file, unwritable
     folds = plan_folds(model, materialize=materialize)
     x, probe = probe_inputs(meta, probe_images, data_dir=data_dir, random=random_probe)
     inference, report = reparameterize(model, x, materialize=materialize, tolerance=tolerance)
@@ -159,18 +157,17 @@ def refuse_if_different(report: EquivalenceReport, tolerance: float) -> None:
 
 
 def _save_verified(output: Path, model: nn.Module, meta: CheckpointMeta, x: torch.Tensor, overwrite: bool) -> None:
-    """Write beside the output, reload it the way users will, compare, then rename the same file into place."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
-        trial = Path(scratch) / output.name
-        save_checkpoint(trial, model, meta)
-        reloaded, _ = load_checkpoint(trial)
+    """Write the temporary file beside the output, reload it the way users will, compare, then rename it into
+    place (core.files: an interrupted run leaves no temporary file behind, or the next write removes it)."""
+
+    def write_and_check(tmp: Path) -> None:
+        write_checkpoint_file(tmp, model, meta)
+        reloaded, _ = load_checkpoint(tmp)
         with torch.no_grad():
             if not torch.equal(reloaded(x), model.eval()(x)):
                 raise ReparamError("the written inference checkpoint does not reload to the same outputs")
-        if output.exists() and not overwrite:
-            raise ReparamError(f"{output} already exists; choose another -o path or pass --overwrite")
-        os.replace(trial, output)  # same directory, so the rename is atomic
+
+    atomic_write(output, write_and_check, overwrite=overwrite)
 
 
 def _count(model: nn.Module) -> int:

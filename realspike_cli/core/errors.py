@@ -38,3 +38,8 @@ class ReparamError(RealSpikeError):
 
 class ConfigError(RealSpikeError):
     """An option value or combination of options that cannot work."""
+
+
+class OutputError(RealSpikeError):
+    """An output that cannot be written: it exists (without --overwrite), is a folder, lies under a file, or the
+    folder is read-only, not writable or full."""

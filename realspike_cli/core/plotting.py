@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from realspike_cli.core.checkpoint import atomic_write
 from realspike_cli.core.errors import ConfigError, DataError
+from realspike_cli.core.files import atomic_write
 
 Series = dict[str, dict[str, tuple[list[float], list[float]]]]
 METRICS_FILE = "metrics.jsonl"

@@ -4,226 +4,25 @@ Hugging Face Hub or a local mirror with sha256 + metadata verification; push wit
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import shutil
-import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from realspike_cli import __version__
-from realspike_cli.core.errors import CheckpointError, RealSpikeError, UnknownNameError
-from realspike_cli.core.specs import Form, Spike
+from realspike_cli.core.errors import CheckpointError
+from realspike_cli.core.specs import Form
 from realspike_cli.core.zoo_card import catalogue_snippet, model_card
 
-CATALOGUE_ENV = "REALSPIKE_ZOO_CATALOGUE"
+# The catalogue lives in zoo_catalogue; its names are importable from here as before.
+from realspike_cli.core.zoo_catalogue import (  # noqa: F401  isort: skip
+    CATALOGUE_ENV, KINDS, SCHEMA, Catalogue, Entry, NoWeightsError, Weights, ZooError, catalogue_path,
+    check_file_name, check_repo_id, load_catalogue, read_toml, zoo_file,
+)
+
 MIRROR_ENV = "REALSPIKE_ZOO_MIRROR"
-SCHEMA = 1
-KINDS = ("trained", "paper")
 DEFAULT_FILES = {Form.TRAIN: "model.safetensors", Form.INFERENCE: "model-inference.safetensors"}
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-class ZooError(RealSpikeError):
-    """A catalogue, download, verification or publishing problem, in one line."""
-
-
-class NoWeightsError(ZooError):
-    """The entry documents a result but publishes no weights: its recipe is the answer."""
-
-    def __init__(self, entry: Entry) -> None:
-        super().__init__(f"no weights are published for {entry.name!r}; train them with: {entry.recipe}")
-        self.entry = entry
-
-
-# The catalogue ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Weights:
-    """One published file of an entry: its form, where it lives in the repository, and what it must be."""
-
-    form: Form
-    file: str
-    sha256: str
-    size: int
-    top1: float | None = None  # as `realspike eval` measures it on the full test set
-    images: int | None = None
-    command: str | None = None  # how this file was made from the entry's other files (e.g. realspike reparam)
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    kind: str
-    arch: str
-    dataset: str
-    time_steps: int
-    spike: Spike
-    recipe: str
-    licence: str
-    summary: str
-    cite: tuple[str, ...]
-    aliases: tuple[str, ...] = ()
-    width: float = 1.0
-    repo: str | None = None
-    revision: str | None = None
-    paper_table: str | None = None  # e.g. "Table 3" of the cited paper
-    reported_top1: float | None = None  # the paper's number (a fraction), as zoo/paper_results.toml holds it
-    reported_std: float | None = None  # its "± s" over the paper's trials, where the paper prints one
-    forms: dict[Form, Weights] = field(default_factory=dict)
-
-    @property
-    def reported_accuracy(self) -> str | None:
-        """The paper's number as the paper prints it, in percent: '95.71 ± 0.07' (None if none)."""
-        if self.reported_top1 is None:
-            return None
-        std = f" ± {100 * self.reported_std:.2f}" if self.reported_std is not None else ""
-        return f"{100 * self.reported_top1:.2f}{std}"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "forms"}
-        d.update(spike=self.spike.value, cite=list(self.cite), aliases=list(self.aliases))
-        d["forms"] = {f.value: {**w.__dict__, "form": f.value} for f, w in self.forms.items()}
-        return d
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    path: Path
-    entries: tuple[Entry, ...]
-    citations: dict[str, str]
-
-    def get(self, name: str) -> Entry:
-        """Look up a name or alias (case, `_` and `-` do not matter); unknown names get suggestions."""
-        key = _norm(name)
-        for entry in self.entries:
-            if key == _norm(entry.name) or key in (_norm(a) for a in entry.aliases):
-                return entry
-        error = UnknownNameError("zoo entry", name, [n for e in self.entries for n in (e.name, *e.aliases)])
-        error.args = (str(error).split(" (known: ")[0] + " (see: realspike zoo list)",)  # 50 names are too many
-        raise error
-
-    def select(self, dataset: str | None = None, arch: str | None = None, spike: str | None = None) -> list[Entry]:
-        return [e for e in self.entries if (dataset is None or e.dataset == dataset)
-                and (arch is None or _norm(e.arch) == _norm(arch)) and (spike is None or e.spike.value == spike)]
-
-
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
-def zoo_file(name: str) -> Path:
-    """A reviewed file of zoo/: the copy inside an installed wheel, else zoo/ of a source checkout."""
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "_zoo" / name  # force-included into the wheel (pyproject.toml)
-    return packaged if packaged.is_file() else package.parent / "zoo" / name
-
-
-def catalogue_path() -> Path:
-    """$REALSPIKE_ZOO_CATALOGUE, else the copy inside an installed wheel, else zoo/ of a source checkout."""
-    if os.environ.get(CATALOGUE_ENV):
-        return Path(os.environ[CATALOGUE_ENV])
-    return zoo_file("catalogue.toml")
-
-
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """A TOML file as a dict; unreadable or invalid files are one ZooError line naming `what` and the path."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZooError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ZooError(f"{what} {path} is not valid TOML: {exc}") from None
-
-
-def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    """Parse and validate the catalogue; every problem names the entry and the key."""
-    path = Path(path) if path is not None else catalogue_path()
-    raw = read_toml(path, "the zoo catalogue")
-    if raw.get("schema") != SCHEMA:
-        raise ZooError(f"the zoo catalogue {path} has schema {raw.get('schema')!r}; this realspike reads {SCHEMA}")
-    citations = dict(raw.get("citations", {}))
-    entries = tuple(_parse_entry(item, f"{path.name} entry {i + 1}", citations)
-                    for i, item in enumerate(raw.get("entry", [])))
-    seen: dict[str, str] = {}
-    for entry in entries:
-        for name in (entry.name, *entry.aliases):
-            if _norm(name) in seen:
-                raise ZooError(f"{path}: name {name!r} of {entry.name!r} is already used by {seen[_norm(name)]!r}")
-            seen[_norm(name)] = entry.name
-    return Catalogue(path, entries, citations)
-
-
-def _field(raw: dict, key: str, kind: type | tuple, where: str, default: Any = ...) -> Any:
-    if key not in raw:
-        if default is ...:
-            raise ZooError(f"{where}: missing {key!r}")
-        return default
-    value = raw[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ZooError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
-    return value
-
-
-def _parse_entry(raw: dict, where: str, citations: dict[str, str]) -> Entry:
-    name = _field(raw, "name", str, where)
-    where = f"zoo entry {name!r}"
-    kind = _field(raw, "kind", str, where)
-    spike = _field(raw, "spike", str, where)
-    if kind not in KINDS or spike not in {s.value for s in Spike}:
-        raise ZooError(f"{where}: kind must be one of {KINDS} and spike one of binary/layer/channel/element")
-    cite = tuple(_field(raw, "cite", list, where, []))
-    if any(c not in citations for c in cite):
-        raise ZooError(f"{where}: cites {cite} but [citations] defines only {sorted(citations)}")
-    forms = {}
-    for form_name, w in _field(raw, "forms", dict, where, {}).items():
-        if form_name not in {f.value for f in Form}:
-            raise ZooError(f"{where}: unknown form {form_name!r} (choose from: train, inference)")
-        forms[Form(form_name)] = _parse_weights(w, Form(form_name), f"{where} form {form_name!r}")
-    repo = _field(raw, "repo", str, where, None)
-    if (forms or repo) and not (repo and _REPO_ID.fullmatch(repo)):
-        raise ZooError(f"{where}: an entry with weights needs repo = 'owner/name', got {repo!r}")
-    if (kind == "paper") == bool(forms):
-        raise ZooError(f"{where}: a trained entry lists its files in [entry.forms.*]; a paper entry lists none")
-    reported = _parse_reported(raw, kind, where)
-    return Entry(
-        name=name, kind=kind, arch=_field(raw, "arch", str, where), dataset=_field(raw, "dataset", str, where),
-        time_steps=_field(raw, "time_steps", int, where), spike=Spike(spike), recipe=_field(raw, "recipe", str, where),
-        licence=_field(raw, "licence", str, where), summary=_field(raw, "summary", str, where), cite=cite,
-        aliases=tuple(_field(raw, "aliases", list, where, [])), repo=repo, forms=forms,
-        width=float(_field(raw, "width", (int, float), where, 1.0)), revision=_field(raw, "revision", str, where, None),
-        **reported,
-    )
-
-
-def _parse_reported(raw: dict, kind: str, where: str) -> dict[str, Any]:
-    """A paper entry states the paper's number and its table; a fraction in (0, 1], its ± in [0, 1)."""
-    required = ... if kind == "paper" else None
-    reported = {"paper_table": _field(raw, "paper_table", str, where, required),
-                "reported_top1": _field(raw, "reported_top1", float, where, required),
-                "reported_std": _field(raw, "reported_std", float, where, None)}
-    top1, std = reported["reported_top1"], reported["reported_std"]
-    if top1 is not None and not (math.isfinite(top1) and 0 < top1 <= 1):
-        raise ZooError(f"{where}: reported_top1 must be a fraction in (0, 1] (0.9571 = 95.71 %), got {top1!r}")
-    if std is not None and (top1 is None or not (math.isfinite(std) and 0 <= std < 1)):
-        raise ZooError(f"{where}: reported_std must be a fraction in [0, 1) next to reported_top1, got {std!r}")
-    return reported
-
-
-def _parse_weights(raw: dict, form: Form, where: str) -> Weights:
-    sha = _field(raw, "sha256", str, where)
-    if not _SHA256.fullmatch(sha):
-        raise ZooError(f"{where}: sha256 must be 64 lowercase hex digits")
-    return Weights(form, _field(raw, "file", str, where), sha, _field(raw, "size", int, where),
-                   _field(raw, "top1", float, where, None), _field(raw, "images", int, where, None),
-                   _field(raw, "command", str, where, None))
 
 
 # Pull -------------------------------------------------------------------------------------------------
@@ -240,8 +39,9 @@ BUNDLED_WEIGHTS = Path(__file__).resolve().parents[2] / "zoo" / "weights"
 
 
 def mirror_path(mirror: str | Path, repo: str, filename: str) -> Path:
-    """Where a file lives in a mirror folder: <mirror>/<owner>/<name>/<file>, as `zoo push --to` writes it."""
-    return Path(mirror).expanduser().absolute() / repo / filename
+    """Where a file lives in a mirror folder: <mirror>/<owner>/<name>/<file>, as `zoo push --to` writes it;
+    the repository id and file name are checked first, so the path cannot leave the mirror."""
+    return Path(mirror).expanduser().absolute() / check_repo_id(repo) / check_file_name(filename)
 
 
 def pull(name: str, form: Form | str = Form.TRAIN, *, mirror: str | Path | None = None,
@@ -316,13 +116,17 @@ def _discard_cached(path: Path) -> None:
 def hub_download(repo: str, filename: str, revision: str | None = None) -> Path:
     """hf_hub_download (its cache, HF_HUB_OFFLINE, HF_ENDPOINT, tokens, progress bar), failures in one line."""
     import huggingface_hub as hf
+    from huggingface_hub import constants as hfc
     from huggingface_hub import errors as hfe
 
     where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
     hint = "an air-gapped lab can use --mirror DIR"
+    # Without a network huggingface_hub retries for half a minute, warning each time: one quick connection
+    # first, and if it fails only the cache is asked.
+    unreachable = "" if hfc.HF_HUB_OFFLINE else _unreachable(hfc.ENDPOINT)
     try:
         return Path(hf.hf_hub_download(repo, filename, revision=revision, library_name="realspike",
-                                       library_version=__version__))
+                                       library_version=__version__, local_files_only=bool(unreachable)))
     except hfe.RepositoryNotFoundError as exc:  # also GatedRepoError, its subclass
         why = "the repository is gated: accept its terms on the hub" if isinstance(exc, hfe.GatedRepoError) else \
             f"no such repository on {hf.constants.ENDPOINT} (or it is private)"
@@ -334,12 +138,35 @@ def hub_download(repo: str, filename: str, revision: str | None = None) -> Path:
         if hf.constants.HF_HUB_OFFLINE:
             raise ZooError(f"{where} is not in the Hugging Face cache ({cache}) and offline mode is on "
                            f"(HF_HUB_OFFLINE=1): pull it once while online, or {hint}") from None
-        raise ZooError(f"cannot reach the Hugging Face Hub ({hf.constants.ENDPOINT}) and {where} is not in the "
-                       f"cache ({cache}); check the network or HF_ENDPOINT, or {hint}") from None
+        why = f": {unreachable}" if unreachable else ""
+        raise ZooError(f"cannot reach the Hugging Face Hub ({hf.constants.ENDPOINT}{why}) and {where} is not in "
+                       f"the cache ({cache}); check the network or HF_ENDPOINT, or {hint}") from None
     except hfe.EntryNotFoundError:
         raise ZooError(f"cannot download {where}: {repo} has no file {filename!r} at that revision") from None
     except Exception as exc:  # the HTTP stack differs across huggingface_hub versions; any other failure is one line
         raise ZooError(f"cannot download {where}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+NETWORK_PROBE_SECONDS = 5.0
+
+
+def _unreachable(endpoint: str) -> str:
+    """'' if a TCP connection to the hub (or the proxy the environment names for it) opens, else why not."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = via.hostname or host, via.port or 80
+    try:
+        socket.create_connection((host, port), timeout=NETWORK_PROBE_SECONDS).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or type(exc).__name__}"
+    return ""
 
 
 # Push -------------------------------------------------------------------------------------------------
@@ -356,13 +183,18 @@ class Published:
 def push(checkpoint: str | Path, repo: str, *, to: str | Path | None = None, filename: str | None = None,
          licence: str = "mit", private: bool = False, overwrite: bool = False) -> Published:
     """Publish a checkpoint and its model card to the hub (create_repo + upload_folder), or with `to` into
-    a mirror folder laid out as <to>/<owner>/<name>/; returns the catalogue entry to add."""
-    from realspike_cli.core.checkpoint import file_sha256, read_meta
+    a mirror folder laid out as <to>/<owner>/<name>/; returns the catalogue entry to add. The checkpoint must
+    load (model rebuilt, weights verified) before anything is written or uploaded."""
+    from realspike_cli.core.checkpoint import file_sha256, load_checkpoint
 
-    if not _REPO_ID.fullmatch(repo):
-        raise ZooError(f"--repo must look like OWNER/NAME, got {repo!r}")
+    check_repo_id(repo)
+    if filename is not None:
+        check_file_name(filename)
     checkpoint = Path(checkpoint)
-    meta = read_meta(checkpoint)
+    try:  # what users will do with it: rebuild the model and load every tensor (and its recorded sha256)
+        _, meta = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise ZooError(f"refusing to publish a checkpoint that does not load: {exc}") from None
     filename = filename or DEFAULT_FILES[meta.form]
     digest, size = file_sha256(checkpoint), checkpoint.stat().st_size
     try:  # one BibTeX, kept in the reviewed catalogue; a broken catalogue must not block publishing
@@ -397,17 +229,24 @@ def _other_files(dest: Path) -> dict[str, str]:
 
 def _write_folder(src: Path, dest: Path, digest: str, card: str, overwrite: bool) -> None:
     """Copy the checkpoint byte for byte (unless already there) and write its card next to it."""
-    from realspike_cli.core.checkpoint import atomic_write, file_sha256
+    from realspike_cli.core.checkpoint import file_sha256
+    from realspike_cli.core.files import atomic_write, check_output, new_folders
 
-    if dest.exists() and file_sha256(dest) != digest and not overwrite:
+    same, existed = dest.is_file() and file_sha256(dest) == digest, dest.exists()
+    if dest.exists() and not same and not overwrite:
         raise ZooError(f"{dest} already holds a different file; pass --overwrite to replace it")
-    if not dest.exists() or file_sha256(dest) != digest:
-        atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), overwrite=True)
-    atomic_write(dest.parent / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"), overwrite=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in (dest, dest.parent / "README.md"):  # atomic_write's temporary files are 0600; a mirror is shared
-        path.chmod(0o666 & ~umask)
+    for path in (dest, dest.parent / "README.md"):  # both checked before either is written
+        check_output(path, overwrite=True)
+    with new_folders(dest.parent):  # a failure (a full disk) takes back what this push had written
+        try:
+            if not same:
+                atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), overwrite=True)
+            atomic_write(dest.parent / "README.md", lambda tmp: tmp.write_text(card, encoding="utf-8"),
+                         overwrite=True)
+        except BaseException:
+            if not same and not existed:
+                dest.unlink(missing_ok=True)
+            raise
 
 
 def _upload(checkpoint: Path, repo: str, filename: str, card: str, private: bool) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from realspike_cli.core.checkpoint import atomic_write
 from realspike_cli.core.export.common import ExportError, ExportOptions, ExportResult, load_inference, require
 from realspike_cli.core.export.registry import EXPORTERS, Exporter, ExportJob, exporter, register_exporter
+from realspike_cli.core.files import atomic_write, check_output
 from realspike_cli.core.graph import is_training_form, refuse_weight_wrappers
 from realspike_cli.core.reparam import to_inference
 from realspike_cli.core.specs import Encoding, ModelSpec
@@ -101,8 +101,9 @@ def export_checkpoint(
 def _check_target(fmt: str, path: str | Path, overwrite: bool) -> tuple[Exporter, Path]:
     """The format (known, its optional packages installed) and a path it may write, before any work."""
     entry, path = exporter(fmt), Path(path)
-    if path.exists() and not overwrite:
+    if path.exists() and not path.is_dir() and not overwrite:
         raise ExportError(f"{path} already exists; choose another -o path or pass --overwrite")
+    check_output(path, overwrite=overwrite)  # a folder, a path under a file, an unwritable folder
     for module in entry.requires:
         require(module, fmt)
     return entry, path

@@ -55,7 +55,7 @@ def _export(model: nn.Module, sample: torch.Tensor, path: Path, which: str, opse
                 program = torch.onnx.export(model, (sample,), dynamo=True, opset_version=opset,
                                             dynamic_shapes=({0: batch},), **names)
                 program.save(str(path))
-        except ExportError:
+        except (ExportError, OSError):  # a full disk or an unwritable file is the writer's to report
             raise
         except Exception as exc:  # the exporters raise many types; one line is what the user can act on
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
