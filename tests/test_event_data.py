@@ -208,3 +208,23 @@ def test_event_sets_through_the_cli(tmp_path: Path, capsys) -> None:
                 main(argv)
             _, err = capsys.readouterr()
             assert exit_info.value.code == 0, err
+
+
+@pytest.mark.parametrize(("name", "tonic_name"), [("nmnist", "NMNIST"), ("dvs128-gesture", "DVSGesture")])
+def test_a_failed_tonic_download_is_one_error_naming_the_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, tonic_name: str) -> None:
+    import tonic.datasets
+
+    calls: list[tuple[str, bool]] = []
+
+    def offline(root: str, train: bool) -> None:
+        calls.append((root, train))
+        raise ConnectionError("Temporary failure in name resolution\n(more lines)")
+
+    monkeypatch.setattr(tonic.datasets, tonic_name, offline)
+    with pytest.raises(DataError) as error:
+        load_dataset(name, DataOptions(data_dir=tmp_path, download=True))
+    message = str(error.value)
+    assert "\n" not in message and "could not download" in message and str(tmp_path) in message, message
+    assert "name resolution" in message
+    assert calls == [(str(tmp_path), True)]  # the first failure stops it: the train split is fetched first

@@ -11,8 +11,14 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from realspike_cli.core.datasets.event_frames import EventFrames, frame_augment, frame_info, to_frames
-from realspike_cli.core.datasets.files import inside, one_line, real_root
+from realspike_cli.core.datasets.event_frames import (
+    EventFrames,
+    download_with_tonic,
+    frame_augment,
+    frame_info,
+    to_frames,
+)
+from realspike_cli.core.datasets.files import inside, real_root
 from realspike_cli.core.datasets.registry import DataOptions, DatasetInfo, register_dataset, resolve_dir
 from realspike_cli.core.datasets.splits import split_indices
 from realspike_cli.core.errors import DataError
@@ -63,15 +69,6 @@ def __getattr__(name: str) -> type:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _download(root: Path) -> None:
-    from tonic.datasets import CIFAR10DVS
-
-    try:
-        CIFAR10DVS(str(root))  # downloads, checks the archive md5 and extracts when the copy is incomplete
-    except Exception as error:
-        raise DataError(f"could not download CIFAR10-DVS to {root}: {one_line(error)}") from error
-
-
 def cifar10_dvs_info(options: DataOptions) -> DatasetInfo:
     return frame_info(CIFAR10_DVS, options)
 
@@ -82,7 +79,7 @@ def load_cifar10_dvs(options: DataOptions) -> tuple[Dataset, Dataset]:
     if importlib.util.find_spec("aedat") is None:
         raise DataError("reading CIFAR10-DVS needs the aedat package: pip install aedat")
     if options.download:
-        _download(root)
+        download_with_tonic("CIFAR10DVS", root, "CIFAR10-DVS")  # downloads when the copy is incomplete
     cls = _presence_checked()
     folder = root / _FOLDER
     missing = [c for c in cls.classes if not any((folder / c).glob("*.aedat4"))]

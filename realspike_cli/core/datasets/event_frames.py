@@ -7,7 +7,8 @@ counts; the frames are then resized with antialiased bilinear interpolation to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,3 +106,30 @@ def frame_augment(options: DataOptions, size: tuple[int, int], *, flip: bool) ->
     if options.augment != "standard":
         return None
     return RandomFrameFlipShift(shift=max(1, round(min(size) / 10)), flip=flip)
+
+
+def download_with_tonic(class_name: str, root: Path, title: str, *,
+                        train_flags: Iterable[bool | None] = (None,)) -> None:
+    """Let tonic's `class_name` download `root`'s copy (it checks the archive's md5, then extracts); any failure is
+    one DataError. `train_flags`: the `train=` of each split to fetch, None for a data set without splits."""
+    import tonic.datasets
+
+    tonic_class = getattr(tonic.datasets, class_name)
+    for train in train_flags:
+        try:
+            tonic_class(str(root)) if train is None else tonic_class(str(root), train=train)
+        except Exception as error:
+            raise DataError(f"could not download {title} to {root}: {one_line(error)}") from error
+
+
+def require_split_folders(root: Path, folder: str, split_names: dict[bool, str], info: DatasetInfo, title: str,
+                          *, tonic_class: str, download: bool) -> list[Path]:
+    """tonic's `<root>/<folder>/<split>/` folders, train first: downloaded when asked, else one DataError naming the
+    first one missing and how to get the data."""
+    folders = [root / folder / name for name in split_names.values()]
+    if download and not all(f.is_dir() for f in folders):
+        download_with_tonic(tonic_class, root, title, train_flags=tuple(split_names))
+    missing = [f for f in folders if not f.is_dir()]
+    if missing:
+        raise DataError(f"{title} not found in {root} (no {folder}/{missing[0].name}/): {info.how_to_get}")
+    return folders

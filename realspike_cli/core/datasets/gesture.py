@@ -17,8 +17,15 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from realspike_cli.core.datasets.arrays import load_npy
-from realspike_cli.core.datasets.event_frames import EventFrames, EventRecordings, frame_augment, frame_info, to_frames
-from realspike_cli.core.datasets.files import class_folders, files_under, one_line, real_root
+from realspike_cli.core.datasets.event_frames import (
+    EventFrames,
+    EventRecordings,
+    frame_augment,
+    frame_info,
+    require_split_folders,
+    to_frames,
+)
+from realspike_cli.core.datasets.files import class_folders, files_under, real_root
 from realspike_cli.core.datasets.registry import DataOptions, DatasetInfo, register_dataset, resolve_dir
 from realspike_cli.core.errors import DataError
 from realspike_cli.core.specs import Encoding
@@ -84,16 +91,6 @@ def _recordings(folder: Path, real: Path) -> tuple[list[str], list[int]]:
     return paths, labels
 
 
-def _download(root: Path) -> None:
-    from tonic.datasets import DVSGesture
-
-    for train in (True, False):
-        try:
-            DVSGesture(str(root), train=train)  # downloads, checks the archive md5 and extracts
-        except Exception as error:
-            raise DataError(f"could not download DVS128 Gesture to {root}: {one_line(error)}") from error
-
-
 def gesture_info(options: DataOptions) -> DatasetInfo:
     return frame_info(DVS128_GESTURE, options)
 
@@ -101,13 +98,8 @@ def gesture_info(options: DataOptions) -> DatasetInfo:
 @register_dataset(DVS128_GESTURE, info_from=gesture_info)
 def load_dvs128_gesture(options: DataOptions) -> tuple[Dataset, Dataset]:
     root = resolve_dir(DVS128_GESTURE, options)
-    folders = [root / _FOLDER / s for s in _SPLITS.values()]
-    if options.download and not all(f.is_dir() for f in folders):
-        _download(root)
-    missing = [f for f in folders if not f.is_dir()]
-    if missing:
-        raise DataError(f"DVS128 Gesture not found in {root} (no {_FOLDER}/{missing[0].name}/): "
-                        f"{DVS128_GESTURE.how_to_get}")
+    folders = require_split_folders(root, _FOLDER, _SPLITS, DVS128_GESTURE, _TITLE, tonic_class="DVSGesture",
+                                    download=options.download)
     real = real_root(root, _TITLE)
     size = gesture_info(options).input_size
     splits = []

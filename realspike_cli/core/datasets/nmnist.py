@@ -17,9 +17,10 @@ from realspike_cli.core.datasets.event_frames import (
     EventRecordings,
     frame_augment,
     frame_info,
+    require_split_folders,
     to_frames,
 )
-from realspike_cli.core.datasets.files import labelled_files, one_line, real_root
+from realspike_cli.core.datasets.files import labelled_files, real_root
 from realspike_cli.core.datasets.registry import DataOptions, DatasetInfo, register_dataset, resolve_dir
 from realspike_cli.core.errors import DataError
 from realspike_cli.core.specs import Encoding
@@ -56,16 +57,6 @@ def read_nmnist(path: str) -> np.ndarray:
     return read_mnist_file(path, dtype=TonicNMNIST.dtype)
 
 
-def _download(root: Path) -> None:
-    from tonic.datasets import NMNIST as TonicNMNIST
-
-    for train in (True, False):
-        try:
-            TonicNMNIST(str(root), train=train)  # downloads, checks the archive md5 and extracts
-        except Exception as error:
-            raise DataError(f"could not download N-MNIST to {root}: {one_line(error)}") from error
-
-
 def nmnist_info(options: DataOptions) -> DatasetInfo:
     return frame_info(NMNIST, options)
 
@@ -73,12 +64,8 @@ def nmnist_info(options: DataOptions) -> DatasetInfo:
 @register_dataset(NMNIST, info_from=nmnist_info)
 def load_nmnist(options: DataOptions) -> tuple[Dataset, Dataset]:
     root = resolve_dir(NMNIST, options)
-    folders = [root / _FOLDER / s for s in _SPLITS.values()]
-    if options.download and not all(f.is_dir() for f in folders):
-        _download(root)
-    missing = [f for f in folders if not f.is_dir()]
-    if missing:
-        raise DataError(f"N-MNIST not found in {root} (no {_FOLDER}/{missing[0].name}/): {NMNIST.how_to_get}")
+    folders = require_split_folders(root, _FOLDER, _SPLITS, NMNIST, _TITLE, tonic_class="NMNIST",
+                                    download=options.download)
     real = real_root(root, _TITLE)
     size = nmnist_info(options).input_size
     splits = []
