@@ -50,19 +50,23 @@ def _check_name(name: str, where: Path, title: str) -> None:
         raise DataError(f"{title}: the name {name!r} in {where} holds control characters; rename it")
 
 
+def _visible_entries(folder: Path, root: Path, title: str) -> list[os.DirEntry]:
+    """`folder`'s entries sorted by name, hidden ones skipped; a link that leaves `root` is refused."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        raise DataError(f"{title}: cannot list {folder} ({one_line(error)})") from None
+    visible = [e for e in entries if not e.name.startswith(".")]
+    for entry in visible:
+        if entry.is_symlink():
+            inside(Path(entry.path), root, title)
+    return visible
+
+
 def class_folders(split_dir: Path, root: Path, title: str) -> list[str]:
     """The sorted names of the class folders directly in `split_dir` (hidden ones skipped)."""
-    try:
-        entries = sorted(os.scandir(split_dir), key=lambda e: e.name)
-    except OSError as error:
-        raise DataError(f"{title}: cannot list {split_dir} ({one_line(error)})") from None
     names = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        if entry.is_symlink():
-            inside(path, root, title)
+    for entry in _visible_entries(split_dir, root, title):
         if entry.is_dir():
             _check_name(entry.name, split_dir, title)
             names.append(entry.name)
@@ -84,16 +88,8 @@ def files_under(folder: Path, root: Path, title: str, suffixes: tuple[str, ...])
         if real in seen:
             continue
         seen.add(real)
-        try:
-            entries = list(os.scandir(current))
-        except OSError as error:
-            raise DataError(f"{title}: cannot list {current} ({one_line(error)})") from None
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
+        for entry in _visible_entries(current, root, title):
             path = Path(entry.path)
-            if entry.is_symlink():
-                inside(path, root, title)
             if entry.is_dir():
                 stack.append(path)
             elif entry.is_file() and entry.name.lower().endswith(suffixes):  # no FIFOs or devices: they block
