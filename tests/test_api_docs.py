@@ -80,3 +80,16 @@ def test_the_energy_counts_match_the_recorded_spikes(namespace):
     energy = namespace["energy"]
     train = next(f for f in energy.forms if f.form == "train")
     assert train.totals(energy.profile, energy.ann_energy_pj)["spikes"] == pytest.approx(sum(spikes) / 64)
+
+
+def test_the_readme_python_example_runs_and_its_comment_holds(capsys):
+    readme = DOC.parents[1] / "README.md"
+    blocks = python_blocks(readme.read_text(encoding="utf-8"))
+    assert len(blocks) == 1
+    scope: dict = {"__name__": "readme"}
+    exec(compile(blocks[0], str(readme), "exec"), scope)  # noqa: S102 - our own documentation
+    model, inference, images = scope["model"], scope["inference"], scope["images"]
+    with torch.no_grad():  # "exact fold": judged here directly, not by the report the example prints
+        torch.testing.assert_close(inference.double()(images.double()), model.double()(images.double()))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("train 0 ACs") and printed[2].startswith("inference ")  # ACs only after the fold
