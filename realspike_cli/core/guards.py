@@ -55,11 +55,26 @@ def memory_guard(batch_size: int, what: str, flag: str = "--batch-size") -> Iter
         raise described from None
 
 
-def check_loss(loss: float, epoch: int, step: int, lr: float) -> None:
-    """Stop at the first non-finite training loss (epoch and step count from 1)."""
+def largest_weight(model: Any) -> float:
+    """max |w| over the model's parameters and buffers (BatchNorm statistics; one fused reduction): NaN or
+    inf as soon as any of them is."""
+    import torch
+
+    params = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return float(torch.nn.utils.get_total_norm(params, norm_type=math.inf)) if params else 0.0
+
+
+def check_step(loss: float, weight: float, epoch: int, step: int, lr: float) -> None:
+    """Stop at the first non-finite training loss, or at weights a step's update made non-finite (`weight`:
+    `largest_weight` after the update); epoch and step count from 1."""
     if not math.isfinite(loss):
-        raise DivergedError(f"training diverged: the loss became {loss} at epoch {epoch}, step {step} "
-                            f"(learning rate {lr:g}); nothing non-finite was saved; try a lower --lr")
+        what = f"the loss became {loss}"
+    elif not math.isfinite(weight):
+        what = f"the update made weights or BatchNorm statistics {weight}"
+    else:
+        return
+    raise DivergedError(f"training diverged: {what} at epoch {epoch}, step {step} (learning rate {lr:g}); "
+                        "nothing non-finite was saved; try a lower --lr")
 
 
 def check_weights(model: Any, epoch: int, step: int, lr: float) -> None:

@@ -35,7 +35,7 @@ from realspike_cli.core.events import (
     StepDone,
     Stopped,
 )
-from realspike_cli.core.guards import check_loss, check_weights, memory_guard
+from realspike_cli.core.guards import check_step, check_weights, largest_weight, memory_guard
 from realspike_cli.core.recipe_command import recipe_command
 from realspike_cli.core.run_options import RunOptions, resolve_device, use_lif_backend
 from realspike_cli.core.schedule import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
@@ -209,7 +209,6 @@ class Trainer:
             self.step += 1
             self.global_step += 1
             mean_loss, images, signalled = self._agree(loss, correct, len(y), stop)
-            check_loss(mean_loss, self.epoch + 1, self.step, self.cfg.lr)  # before anything can save it
             if self._compile_pending:
                 self._compile_pending = False
                 yield Compiled(time.perf_counter() - started)
@@ -217,7 +216,6 @@ class Trainer:
             reason = signalled or self._max_steps_reached()
             if reason:
                 self.dist.sync_buffers(self.model)
-                check_weights(self.model, self.epoch + 1, self.step, self.cfg.lr)  # resume.pt is saved next
                 yield Stopped(reason, self.epoch, self.step)
                 return
 
@@ -246,8 +244,10 @@ class Trainer:
         processes still stops every rank after the same step."""
         value = float(loss.detach())
         status = torch.tensor([value, value * n, float(correct), n, stop.reason == "interrupted",
-                               stop.reason == "terminated"], dtype=torch.float64)
+                               stop.reason == "terminated", largest_weight(self.model)], dtype=torch.float64)
         total = self.dist.all_reduce(status)
+        # Every rank sees the same sums: a non-finite loss or updated weight stops all of them, before any save.
+        check_step(float(total[0]), float(total[6]), self.epoch + 1, self.step, self.cfg.lr)
         self.epoch_sums += total[1:4]
         reason = "terminated" if total[5] > 0 else "interrupted" if total[4] > 0 else ""
         return float(total[0]) / self.dist.world_size, int(total[3]), reason
