@@ -22,7 +22,7 @@ output) is one `error:` line on stderr and a non-zero exit status:
 
 | exit status | meaning |
 |---|---|
-| 0 | success (also a run stopped by `--max-steps`, which leaves a resume point; and bare `realspike` or `realspike zoo`, which print their help, like git) |
+| 0 | success (also a run stopped by `--max-steps`, which leaves a resume point, and a bare `realspike`: help) |
 | 1 | an error the message explains |
 | 2 | a usage error (unknown option, malformed value: `error: invalid value for '--t': 'abc' is not a valid integer`) |
 | 3 | `zoo pull` of an entry that publishes no weights (its recipe is printed instead) |
