@@ -259,3 +259,13 @@ def test_junk_paths_are_one_line(capsys, tmp_path, checkpoint, argv, expected):
     code, _, err = cli(capsys, *argv)
     assert_one_error(code, err, expected, exit_code=1)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("opset", ["99999", "7"])
+def test_an_opset_the_exporter_refuses_is_one_line(capsys, tmp_path, checkpoint, opset):
+    """torch's exporter would print its whole IR graph to stderr before raising; the range is checked first."""
+    pytest.importorskip("onnx")
+    out = tmp_path / "m.onnx"
+    code, _, err = cli(capsys, "export", checkpoint, "--format", "onnx", "--opset", opset, "--random", "-o", out)
+    assert_one_error(code, err, f"--opset {opset} is not available", "choose from 13 to", exit_code=1)
+    assert not out.exists()
