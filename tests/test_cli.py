@@ -61,10 +61,10 @@ def test_refuses_to_overwrite_a_run(trained, capsys):
         (["train", "mnist10k", "--spike", "sometimes"], "unknown spike setting 'sometimes'", 1),
         (["train", "mnist10k", "--optimizer", "lion", "--max-steps", "1"], "unknown optimizer 'lion'", 1),
         (["train", "mnist10k", "--bogus"], "No such option: --bogus", 2),
-        (["train", "mnist10k", "--t", "0"], "Invalid value for '--t'", 2),
+        (["train", "mnist10k", "--t", "0"], "invalid value for '--t': '0' is below the minimum 1", 2),
         (["train", "mnist10k", "--device", "tpu"], "unknown device 'tpu'", 1),
         (["train", "mnist10k", "--lif-backend", "fused", "--max-steps", "1"], "unknown LIF backend 'fused'", 1),
-        (["eval"], "Missing argument", 2),
+        (["eval"], "missing argument 'checkpoint'", 2),
     ],
 )
 def test_bad_input_gives_one_error_line(capsys, argv, expected, exit_code):

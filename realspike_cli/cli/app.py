@@ -15,6 +15,7 @@ from realspike_cli.cli import plot as plot_cmd
 from realspike_cli.cli import reparam as reparam_cmd
 from realspike_cli.cli import train as train_cmd
 from realspike_cli.cli import zoo as zoo_cmd
+from realspike_cli.cli.usage import plain_flags, usage_message
 
 app = typer.Typer(
     name="realspike",
@@ -67,14 +68,18 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         with terminate_like_interrupt():
-            result = app(args=argv, prog_name="realspike", standalone_mode=False)
+            command = plain_flags(typer.main.get_command(app))  # --help: `--overwrite`, not `--overwrite <bool>`
+            result = command.main(args=argv, prog_name="realspike", standalone_mode=False)
     except typer.Abort:
         error("aborted")
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: bad flag, missing argument, bad value
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        error(f"{exc.format_message()}{hint}")
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `realspike` (or `realspike zoo`): help, like git
+            text = exc.format_message()  # rich help is printed as it is made; click's comes back as text
+            if text.strip():
+                typer.echo(text)
+            sys.exit(0)
+        error(usage_message(exc))
         sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         error("interrupted")
@@ -92,7 +97,13 @@ def main(argv: list[str] | None = None) -> None:
         from realspike_cli.core.errors import RealSpikeError
 
         if not isinstance(exc, RealSpikeError):
-            raise
+            from realspike_cli.core.guards import describe_out_of_memory
+
+            described = describe_out_of_memory(exc)  # an allocation no command sized: one line all the same
+            if described is None:
+                raise  # a bug: its traceback
+            exc = described
         error(str(exc))
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
+

@@ -22,12 +22,15 @@ output) is one `error:` line on stderr and a non-zero exit status:
 
 | exit status | meaning |
 |---|---|
-| 0 | success (also a run stopped by `--max-steps`, which leaves a resume point) |
+| 0 | success (also a run stopped by `--max-steps`, which leaves a resume point, and a bare `realspike`: help) |
 | 1 | an error the message explains |
-| 2 | a usage error (unknown option, malformed value) |
+| 2 | a usage error (unknown option, malformed value: `error: invalid value for '--t': 'abc' is not a valid integer`) |
 | 3 | `zoo pull` of an entry that publishes no weights (its recipe is printed instead) |
 | 130 | stopped by Ctrl-C (SIGINT); `train` saved an exact resume point first |
 | 143 | stopped by SIGTERM (e.g. SLURM, Kubernetes); `train` saved an exact resume point first |
+
+Outside a terminal (a pipe, a log file, a batch job) output is not wrapped, so paths stay on one line;
+set `COLUMNS` to choose a width.
 
 """
 

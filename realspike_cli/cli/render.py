@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -10,8 +11,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+# Outside a terminal (a pipe, a log file, SLURM) rich would wrap at 80 columns and split long paths: lines
+# are then never wrapped, unless $COLUMNS asks for a width.
+_NO_WRAP = 1 << 16
+
+
+def _console(stream: object, stderr: bool = False) -> Console:
+    piped = not getattr(stream, "isatty", lambda: False)() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=_NO_WRAP if piped else None)
+
+
+console = _console(sys.stdout)
+errors = _console(sys.stderr, stderr=True)
 
 
 def error(message: str) -> None:

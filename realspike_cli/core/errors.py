@@ -43,3 +43,14 @@ class ConfigError(RealSpikeError):
 class OutputError(RealSpikeError):
     """An output that cannot be written: it exists (without --overwrite), is a folder, lies under a file, or the
     folder is read-only, not writable or full."""
+
+
+class OutOfMemoryError(RealSpikeError):
+    """An allocation failed (host or GPU memory): a batch, or a number of batches, too large for the machine."""
+
+
+class DivergedError(RealSpikeError):
+    """Training produced a non-finite loss or non-finite weights; nothing non-finite was saved. Every rank sees
+    the same (all-reduced) loss and the same weights, so rank 0 alone reports it."""
+
+    reported_by_rank0 = True

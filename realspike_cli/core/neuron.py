@@ -160,6 +160,10 @@ class LIFNeuron(nn.Module):
         if spec.kind == "mpbn" and not isinstance(self, MPBNNeuron):
             raise ConfigError("an MPBN neuron needs its feature shape: build it with MPBNNeuron or build_neuron")
         self.spec, self.time_steps, self.ternary = spec, time_steps, bool(ternary)
+        # None follows $REALSPIKE_LIF_BACKEND at call time; checked here too, so a bad value is refused when
+        # the model is built rather than inside a forward pass (which tracers would wrap in their own errors).
+        if backend is None:
+            kernels.default_backend()
         self.backend = None if backend is None else kernels.check_backend(backend)
         self.norm: nn.Module | None = None  # the membrane BatchNorm of an MPBN neuron
 

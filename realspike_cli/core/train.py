@@ -35,6 +35,8 @@ from realspike_cli.core.events import (
     StepDone,
     Stopped,
 )
+from realspike_cli.core.guards import check_step, check_weights, largest_weight, memory_guard
+from realspike_cli.core.recipe_command import recipe_command
 from realspike_cli.core.run_options import RunOptions, resolve_device, use_lif_backend
 from realspike_cli.core.schedule import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
 from realspike_cli.core.specs import ModelSpec, TrainConfig
@@ -48,44 +50,6 @@ _RANK_SEED_STRIDE = 7_919_993
 # Defined in their own modules, importable from here as before.
 __all__ = ["OPTIMIZERS", "SCHEDULES", "RunOptions", "Trainer", "fit", "make_optimizer", "make_scheduler",
            "recipe_command", "resolve_device", "train_events", "use_lif_backend"]
-
-
-def recipe_command(dataset: str, spec: ModelSpec, cfg: TrainConfig) -> str:
-    """The canonical `realspike train` line that reproduces a run (no local paths)."""
-    parts = [
-        f"realspike train {dataset} --arch {spec.arch} --t {spec.time_steps} --spike {spec.spike.value}",
-        f"--neuron {spec.neuron.kind} --decay {spec.neuron.decay} --v-th {spec.neuron.v_th}",
-        f"--epochs {cfg.epochs} --batch-size {cfg.batch_size} --optimizer {cfg.optimizer} --lr {cfg.lr}",
-        f"--momentum {cfg.momentum} --weight-decay {cfg.weight_decay} --schedule {cfg.schedule}",
-        f"--warmup-epochs {cfg.warmup_epochs} --augment {cfg.augment} --seed {cfg.seed}",
-    ]
-    if spec.arch_kwargs.get("width", 1.0) != 1.0:
-        parts.append(f"--width {spec.arch_kwargs['width']}")
-    if cfg.label_smoothing:
-        parts.append(f"--label-smoothing {cfg.label_smoothing}")
-    if cfg.val_split:
-        parts.append(f"--val-split {cfg.val_split}")
-    if _shape_from_files(dataset):  # imagefolder, npz: the shape the model was built for is a choice of the run
-        h, w = spec.input_size
-        parts.append(f"--image-size {h}x{w} --channels {spec.in_channels}")
-    n = spec.neuron  # the options the paper leaves open, only where they differ from its choices
-    if n.reset != "hard":
-        parts.append(f"--reset {n.reset}")
-    if n.detach_reset:
-        parts.append("--detach-reset")
-    if n.surrogate_width != 1.0:
-        parts.append(f"--surrogate-width {n.surrogate_width}")
-    return " ".join(parts)
-
-
-def _shape_from_files(dataset: str) -> bool:
-    from realspike_cli.core.datasets import dataset_info
-    from realspike_cli.core.errors import UnknownNameError
-
-    try:
-        return dataset_info(dataset).from_data
-    except UnknownNameError:  # "custom": a (train, test) pair given to fit
-        return False
 
 
 def _as_splits(data: DataSplits | Sequence[Any]) -> DataSplits:
@@ -233,11 +197,12 @@ class Trainer:
         self.net.train()
         for x, y in self._stream(self.epoch, self.step):
             started = time.perf_counter()
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if self.opts.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            step = self._first_compiled_step if self._compile_pending else self._forward_backward
-            loss, correct = step(x, y)
+            with memory_guard(self.cfg.batch_size, "in a training step"):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                if self.opts.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                step = self._first_compiled_step if self._compile_pending else self._forward_backward
+                loss, correct = step(x, y)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -279,8 +244,10 @@ class Trainer:
         processes still stops every rank after the same step."""
         value = float(loss.detach())
         status = torch.tensor([value, value * n, float(correct), n, stop.reason == "interrupted",
-                               stop.reason == "terminated"], dtype=torch.float64)
+                               stop.reason == "terminated", largest_weight(self.model)], dtype=torch.float64)
         total = self.dist.all_reduce(status)
+        # Every rank sees the same sums: a non-finite loss or updated weight stops all of them, before any save.
+        check_step(float(total[0]), float(total[6]), self.epoch + 1, self.step, self.cfg.lr)
         self.epoch_sums += total[1:4]
         reason = "terminated" if total[5] > 0 else "interrupted" if total[4] > 0 else ""
         return float(total[0]) / self.dist.world_size, int(total[3]), reason
@@ -300,6 +267,7 @@ class Trainer:
         """Evaluate (every rank gets the totals, so `is_best` agrees), record, and move to the next epoch."""
         seconds = self.epoch_seconds()
         self.dist.sync_buffers(self.model)
+        check_weights(self.model, self.epoch + 1, self.step, self.cfg.lr)  # never a non-finite best or last
         on_val = self.data.val is not None
         result = self._evaluate(self.data.val if on_val else self.data.test)
         prefix = "val" if on_val else "test"

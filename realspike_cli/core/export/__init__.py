@@ -28,6 +28,11 @@ from realspike_cli.core.export import pt2_export as _pt2  # noqa: E402,F401  iso
 
 
 def default_output(checkpoint: Path, fmt: str) -> Path:
+    """CKPT with the format's suffix; a folder (or an empty path, which reads as ".") is no checkpoint."""
+    if not checkpoint.name or checkpoint.is_dir():
+        from realspike_cli.core.errors import CheckpointError
+
+        raise CheckpointError(f"checkpoint not found: {checkpoint} (a folder, not a .safetensors file)")
     return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + exporter(fmt).suffix)
 
 

@@ -43,6 +43,7 @@ def export_onnx(job: ExportJob) -> dict[str, Any]:
 
 def _export(model: nn.Module, sample: torch.Tensor, path: Path, which: str, opset: int | None) -> None:
     """torch.onnx.export quietly (it prints progress and deprecation notes); batch is the dynamic axis."""
+    _check_opset(opset, which)
     names = {"input_names": ["input"], "output_names": ["logits"]}
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -72,3 +73,21 @@ def _run(ort, job: ExportJob) -> torch.Tensor:
     except Exception as exc:  # onnxruntime raises its own pybind types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"onnxruntime cannot run the exported graph: {first}") from None
+
+
+# The exported graph uses Unflatten (ONNX opset 13); the upper bounds are the exporters' own (torch 2.14:
+# 20 for torchscript, 23 for dynamo). Checked here: an opset the exporter refuses makes torch print its
+# whole IR graph to stderr before raising.
+_MIN_OPSET = 13
+
+
+def _check_opset(opset: int | None, which: str) -> None:
+    if opset is None:
+        return
+    from torch.onnx import _constants
+
+    top = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET" if which == "torchscript" else "ONNX_MAX_OPSET",
+                  None)
+    if opset < _MIN_OPSET or (top is not None and opset > top):
+        raise ExportError(f"--opset {opset} is not available with the {which} exporter: choose from {_MIN_OPSET} "
+                          f"to {top if top is not None else 'the latest'}")
