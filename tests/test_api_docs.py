@@ -47,10 +47,12 @@ def namespace(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_every_example_runs(namespace):
     assert {"model", "inference", "report", "energy", "exported", "pulled", "mine"} <= namespace.keys()
 
 
+@pytest.mark.slow
 def test_the_user_network_is_registered_nowhere_and_converted_exactly(namespace):
     import realspike_cli as rs
 
@@ -59,12 +61,14 @@ def test_the_user_network_is_registered_nowhere_and_converted_exactly(namespace)
     assert namespace["report"].non_binary_layers == []
 
 
+@pytest.mark.slow
 def test_the_export_and_checkpoint_files_exist(namespace):
     workdir = namespace["workdir"]
     assert (workdir / "mynet.nir").is_file() and (workdir / "mynet.safetensors").is_file()
     assert (workdir / "runs" / "api-demo" / "resume.pt").is_file()  # the Checkpointer's resume point
 
 
+@pytest.mark.slow
 def test_the_energy_counts_match_the_recorded_spikes(namespace):
     """The prose: counted from the spikes the model really emits. Recount them with hooks of our own."""
     import realspike_cli as rs
@@ -82,6 +86,7 @@ def test_the_energy_counts_match_the_recorded_spikes(namespace):
     assert train.totals(energy.profile, energy.ann_energy_pj)["spikes"] == pytest.approx(sum(spikes) / 64)
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs_and_its_comment_holds(capsys):
     readme = DOC.parents[1] / "README.md"
     blocks = python_blocks(readme.read_text(encoding="utf-8"))

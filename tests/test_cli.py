@@ -32,6 +32,7 @@ def trained(trained_run):
     return trained_run
 
 
+@pytest.mark.slow
 def test_train_then_eval_json(trained, capsys):
     assert (trained / "best.safetensors").exists() and (trained / "resume.pt").exists()
     code, out, _ = cli(capsys, "eval", str(trained / "best.safetensors"), "--json")
@@ -42,11 +43,13 @@ def test_train_then_eval_json(trained, capsys):
     assert json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])["test_top1"] == report["top1"]
 
 
+@pytest.mark.slow
 def test_eval_table(trained, capsys):
     code, out, _ = cli(capsys, "eval", str(trained / "last.safetensors"))
     assert code == 0 and "top-1" in out and "body.0.neuron" in out
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run(trained, capsys):
     code, _, err = cli(capsys, "train", "mnist10k", "--width", "0.25", "--out", str(trained))
     assert_one_error_line(code, err, "already holds a run")
@@ -79,6 +82,7 @@ def test_corrupt_checkpoint(capsys, tmp_path):
     assert_one_error_line(code, err, "is not a readable safetensors file")
 
 
+@pytest.mark.slow
 def test_checkpoint_on_a_data_set_of_another_shape(trained, capsys):
     code, _, err = cli(capsys, "eval", str(trained / "best.safetensors"), "--dataset", "cifar10")
     assert_one_error_line(code, err, "does not fit the checkpoint")

@@ -21,6 +21,7 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("materialize", [False, True])
+@pytest.mark.slow
 def test_inference_form_agrees_on_every_test_image(trained_run, capsys, materialize):
     source = trained_run / "best.safetensors"
     out = trained_run / f"inference-{materialize}.safetensors"
@@ -54,6 +55,7 @@ def direct_logits(path, images: int = 500) -> torch.Tensor:
         return torch.cat([model.eval()(chunk) for chunk in x.split(500)])
 
 
+@pytest.mark.slow
 def test_reparam_refuses_what_it_cannot_do(trained_run, capsys, tmp_path):
     source = trained_run / "best.safetensors"
     out = tmp_path / "inf.safetensors"
@@ -74,6 +76,7 @@ def test_reparam_names_the_layer_it_cannot_fold(capsys, tmp_path):
     assert not list(tmp_path.glob("*.inference*"))
 
 
+@pytest.mark.slow
 def test_random_probe_when_data_is_missing(capsys, tmp_path):
     spec = tiny_spec("resnet20", "channel")
     model = build_model(spec).eval()

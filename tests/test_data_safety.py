@@ -223,6 +223,7 @@ def install_plugin(site: Path) -> None:
     (info / "RECORD").write_text("realspike_mydata/__init__.py,,\nrealspike_mydata-0.2.dist-info/METADATA,,\n")
 
 
+@pytest.mark.slow
 def test_a_plugin_data_set_is_known_to_every_command(tmp_path: Path) -> None:
     install_plugin(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path / "site")])}

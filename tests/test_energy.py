@@ -176,6 +176,7 @@ def test_unshared_weights_equal_the_materialized_kernels():
     assert c.shared_weights == 2 * 3 * 3 * 3 and c.unshared_needed
 
 
+@pytest.mark.slow
 def test_ann_baseline_of_an_inference_form_equals_the_training_forms():
     """`estimate_energy` counts the ANN of an inference form on its own synapses: the same numbers as on the
     training form for shared and factorized storage, for every architecture and setting (materialized

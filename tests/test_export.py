@@ -117,6 +117,7 @@ def test_onnx_matches_pytorch(ckpt, tmp_path, arch, spike):
     assert_onnx_runs_the_checkpoint(tmp_path / "m.onnx", ckpt(arch, spike))
 
 
+@pytest.mark.slow
 def test_onnx_dynamo_exporter(ckpt, tmp_path):
     """--onnx-exporter dynamo (torch.export-based, needs onnxscript) gives the same graph semantics."""
     pytest.importorskip("onnxscript")

@@ -259,6 +259,7 @@ def train_convert_count_export(tmp_path, capsys, flags: list[str], train: list[s
     return {"reparam": reparam, "energy": inference["totals"], "export": exported}
 
 
+@pytest.mark.slow
 def test_mpbn_ternary_channel_from_the_command_line(tmp_path, capsys):
     """The fast variant: one training step (5 % of mnist10k, the rest held out), T = 1, width 0.125."""
     tiny = ["--width", "0.125", "--t", "1", "--epochs", "1", "--batch-size", "400", "--val-split", "0.95"]

@@ -207,6 +207,7 @@ FULL_DISK = ["train", "energy --json", "zoo push",
 
 
 @pytest.mark.parametrize("command", FULL_DISK)
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, checkpoint, command):
     """RLIMIT_FSIZE of 4 kB: smaller than every output (the JSON report is the smallest), not than the lock."""
     work = tmp_path / "work"
@@ -281,6 +282,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 90) -> None:
 
 @pytest.mark.parametrize("sig, code, reason", [(signal.SIGTERM, 143, "terminated"),
                                                (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.slow
 def test_a_signal_stops_training_with_a_resume_point(tmp_path, capsys, sig, code, reason):
     """Also: a second run into the same folder fails at once while the first holds it."""
     out = tmp_path / "run"
@@ -473,6 +475,7 @@ def test_pull_without_a_network_says_so_at_once(tmp_path, offline):
     assert took < 15, f"took {took:.1f} s"
 
 
+@pytest.mark.slow
 def test_metrics_file_is_whole_json_lines(trained_run):
     """metrics.jsonl is rewritten atomically: every line parses (a torn append would not)."""
     lines = (trained_run / "metrics.jsonl").read_text().splitlines()

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "paper_claims.json"
 
 
+@pytest.mark.slow
 def test_report_is_reproducible_from_the_raw_results(tmp_path):
     report = tmp_path / "results.md"
     script = ROOT / "benchmarks" / "paper_claims.py"

@@ -46,6 +46,7 @@ def trained(site, tmp_path_factory) -> Path:
     return work
 
 
+@pytest.mark.slow
 def test_plugin_architecture_is_listed_and_recorded(site, trained):
     from safetensors import safe_open
 
@@ -55,6 +56,7 @@ def test_plugin_architecture_is_listed_and_recorded(site, trained):
     assert meta["provider"] == {"distribution": "realspike-tinynet", "version": "0.3.1"}
 
 
+@pytest.mark.slow
 def test_plugin_model_through_every_command(site, trained):
     best = "run/best.safetensors"
     done = realspike("reparam", best, "--json", site=site, cwd=trained)
@@ -79,6 +81,7 @@ def test_plugin_model_through_every_command(site, trained):
         assert (trained / out).is_file() and json.loads(done.stdout)["checks"]["agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_checkpoint_without_its_plugin_names_the_package(trained):
     done = realspike("eval", "run/best.safetensors", site=None, cwd=trained)
     assert done.returncode == 1 and "Traceback" not in done.stderr

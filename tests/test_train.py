@@ -36,6 +36,7 @@ def metrics(path):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_stopped_mid_epoch_then_resumed_equals_uninterrupted(mnist, tmp_path):
     events = run(mnist, tmp_path / "a")
     assert isinstance(events[-1], Finished)
@@ -74,6 +75,7 @@ def test_weight_decay_only_on_conv_and_linear_weights():
     assert coefficient_ids and coefficient_ids <= {id(p) for p in plain["params"]}
 
 
+@pytest.mark.slow
 def test_channels_last_trains_and_saves_standard_checkpoints(mnist, tmp_path):
     events = run(mnist, tmp_path, cfg=replace(CFG, epochs=1), channels_last=True)
     assert isinstance(events[-1], Finished) and events[-1].best_top1 > 0.5

@@ -97,6 +97,7 @@ class EveryEpochOnTest(Callback):
             trainer.model.train()
 
 
+@pytest.mark.slow
 def test_best_follows_validation_not_test(small, tmp_path):
     # The validation set is the test images with every label shifted by one: the better the model gets on the
     # test set, the worse it does there, so selection on validation and on test must pick different epochs.
@@ -121,6 +122,7 @@ def test_best_follows_validation_not_test(small, tmp_path):
     assert metrics(tmp_path / "metrics.jsonl")[-1] == {"final": "test", **tested.record}
 
 
+@pytest.mark.slow
 def test_cli_val_split_resumed_equals_uninterrupted(tmp_path, capsys):
     base = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--epochs", "2", "--batch-size", "500",
             "--val-split", "0.1"]
@@ -218,6 +220,7 @@ def test_init_from_refuses_what_does_not_fit(binary_checkpoint, change, expected
         init_weights_from(build_model(replace(SPEC, **change)), binary_checkpoint)
 
 
+@pytest.mark.slow
 def test_cli_init_from_records_the_parent_and_refuses_coefficients_without_a_place(binary_checkpoint, tmp_path,
                                                                                    capsys):
     args = ["train", "mnist10k", "--width", "0.25", "--t", "4", "--epochs", "1", "--batch-size", "250"]
@@ -249,6 +252,7 @@ def test_cli_init_from_a_zoo_entry(tmp_path, capsys, monkeypatch):
 
 
 # --resume with more --epochs ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_extending_a_constant_schedule_equals_planning_it_from_the_start(small, tmp_path):
     cfg = replace(CFG, epochs=1, schedule="constant", warmup_epochs=1)
     list(train_events(SPEC, small, cfg, callbacks=[Checkpointer(tmp_path / "a")]))
@@ -262,6 +266,7 @@ def test_extending_a_constant_schedule_equals_planning_it_from_the_start(small, 
     assert sum(isinstance(e, StepDone) for e in extended) == 20
 
 
+@pytest.mark.slow
 def test_a_cosine_run_is_not_stretched(small, tmp_path, capsys):
     args = ["train", "mnist10k", "--width", "0.25", "--t", "2", "--batch-size", "2000", "--out", str(tmp_path)]
     assert cli(capsys, *args, "--epochs", "1")[0] == 0

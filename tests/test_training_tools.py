@@ -157,6 +157,7 @@ def test_plot_refuses_a_broken_run_directory(tmp_path, capsys, content, expected
 
 
 # progress outside a terminal ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_training_logs_plain_lines_when_stdout_is_not_a_terminal(tmp_path):
     done = run_cli("train", "mnist10k", "--width", "0.25", "--t", "2", "--batch-size", "250", "--max-steps", "6",
                    "--log-every", "2", "--out", str(tmp_path))
@@ -167,6 +168,7 @@ def test_training_logs_plain_lines_when_stdout_is_not_a_terminal(tmp_path):
     assert "\r" not in done.stdout and "\x1b[" not in done.stdout  # no bar redraws, no colour codes
 
 
+@pytest.mark.slow
 def test_eval_reports_progress_on_stderr_and_keeps_json_clean(trained_run):
     done = run_cli("eval", str(trained_run / "best.safetensors"), "--batch-size", "500", "--log-interval", "0",
                    "--json")
@@ -197,6 +199,7 @@ def direct_top1(checkpoint: Path, time_steps: int) -> tuple[float, float]:
     return correct / len(test), loss / len(test)
 
 
+@pytest.mark.slow
 def test_eval_at_other_time_steps_matches_models_built_at_that_t(trained_run, tmp_path, capsys):
     best = trained_run / "best.safetensors"
     code, out, err = cli(capsys, "eval", str(best), "--t", "1,2,4", "--json", "--plot", str(tmp_path / "t.png"))
@@ -212,6 +215,7 @@ def test_eval_at_other_time_steps_matches_models_built_at_that_t(trained_run, tm
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_eval_at_other_time_steps_works_on_the_inference_form(trained_run, tmp_path, capsys):
     inference = tmp_path / "inference.safetensors"
     assert cli(capsys, "reparam", str(trained_run / "best.safetensors"), "-o", str(inference))[0] == 0
@@ -229,6 +233,7 @@ def test_eval_at_other_time_steps_works_on_the_inference_form(trained_run, tmp_p
     (["--plot", "p.png"], "--plot draws accuracy against T: give the time steps with --t"),
     (["--t", "2", "--compare", "other.safetensors"], "--t and --compare do not combine"),
 ])
+@pytest.mark.slow
 def test_eval_t_refuses_bad_values(trained_run, capsys, extra, expected):
     code, _, err = cli(capsys, "eval", str(trained_run / "best.safetensors"), *extra)
     assert_one_error_line(code, err, expected)
