@@ -109,7 +109,7 @@ def apply(copy: Path, mutant: Mutant) -> None:
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
     """True when the tests pass; a timeout counts as a failure (reported as such by the caller)."""
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "slow or not slow", *tests]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, timeout=timeout)

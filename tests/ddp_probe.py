@@ -71,6 +71,6 @@ if __name__ == "__main__":
     probe_dir.mkdir(parents=True, exist_ok=True)
     (probe_dir / f"pid{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))  # to signal one rank alone
     _install(probe_dir)
-    from realspike_cli.cli.app import main
+    from realspike_cli.cli.app import run
 
-    main(sys.argv[1:])
+    run(sys.argv[1:])  # the console entry point's own exit path

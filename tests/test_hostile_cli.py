@@ -181,6 +181,7 @@ def test_torchrun_bad_settings_are_one_line_from_one_rank(tmp_path, flags, expec
 # --- 5. bare `realspike` -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv", [[], ["zoo"]])
+@pytest.mark.slow
 def test_bare_command_prints_help_and_exits_0(argv):
     done = run_cli(*argv)
     assert done.returncode == 0 and "error" not in done.stderr and "Usage: realspike" in done.stdout, done
@@ -213,6 +214,7 @@ def test_wrong_types_name_the_flag_and_quote_the_value(capsys, argv, expected):
 # --- 7. --help of boolean flags ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["train"], ["eval"], ["reparam"], ["export"], ["energy"], ["zoo", "push"]])
+@pytest.mark.slow
 def test_help_shows_flags_without_a_value(command):
     done = run_cli(*command, "--help", env=child_env(COLUMNS="200"))
     assert done.returncode == 0 and "<bool>" not in done.stdout, done.stdout
@@ -224,6 +226,7 @@ def test_help_shows_flags_without_a_value(command):
 
 # --- 8. output outside a terminal --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_long_paths_are_not_wrapped_in_a_pipe(tmp_path, checkpoint):
     deep = tmp_path / ("a" * 70) / ("b" * 70)
     deep.mkdir(parents=True)
@@ -236,6 +239,7 @@ def test_long_paths_are_not_wrapped_in_a_pipe(tmp_path, checkpoint):
     assert_one_error(again.returncode, again.stderr, str(output))
 
 
+@pytest.mark.slow
 def test_columns_still_sets_the_width_in_a_pipe(checkpoint, tmp_path):
     output = tmp_path / ("c" * 100) / "x.safetensors"
     output.parent.mkdir()

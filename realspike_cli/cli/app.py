@@ -107,3 +107,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
 
+
+def run(argv: list[str] | None = None) -> None:
+    """The console entry point (`realspike`, `python -m realspike_cli`): `main`, and a torchrun worker leaves
+    through `exit_worker` (see there why); in-process callers of `main` get its SystemExit as before."""
+    try:
+        main(argv)
+    except SystemExit as stop:
+        from realspike_cli.core.distributed import exit_worker, launched_by_torchrun
+
+        if launched_by_torchrun() and (stop.code is None or isinstance(stop.code, int)):
+            exit_worker(stop.code or 0)
+        raise
+
