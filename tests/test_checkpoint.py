@@ -113,5 +113,5 @@ def test_bad_metadata_values(saved, tmp_path):
     with pytest.raises(CheckpointError, match="unknown spike setting"):
         read_meta(out)
     out = _rewrite_header(saved[0], tmp_path, lambda raw: raw.pop("model"))
-    with pytest.raises(CheckpointError, match="incomplete metadata"):
+    with pytest.raises(CheckpointError, match="invalid metadata: model is missing"):
         read_meta(out)

@@ -373,9 +373,9 @@ def test_checkpoint_round_trip_of_a_ternary_mpbn_model(tmp_path):
     [
         ({"reset": "sideways"}, "unknown reset 'sideways'"),
         ({"detach_reset": "yes"}, "detach_reset must be true or false"),
-        ({"decay": "nan"}, "neuron decay must be a finite number"),
-        ({"v_th": float("inf")}, "threshold must be a finite number"),
-        ({"surrogate_width": True}, "surrogate width must be a finite number"),
+        ({"decay": "nan"}, "model.neuron.decay must be a finite number"),
+        ({"v_th": float("inf")}, "invalid metadata"),  # json.dumps writes Infinity, which the reader refuses
+        ({"surrogate_width": True}, "model.neuron.surrogate_width must be a finite number"),
         ({"kind": "mpbnx"}, "unknown neuron 'mpbnx'"),
     ],
 )
@@ -445,7 +445,7 @@ def test_train_flags_reach_the_recorded_spec(tmp_path, capsys):
     "flags, message",
     [
         (["--reset", "sideways"], "unknown reset 'sideways' (choose from: hard, soft)"),
-        (["--surrogate-width", "nan"], "surrogate width must be a finite number"),
+        (["--surrogate-width", "nan"], "surrogate_width must be a finite number"),
         (["--neuron", "mpbnx"], "unknown neuron 'mpbnx' (choose from: lif, if, mpbn)"),
         (["--spike", "ternary-row"], "unknown spike setting 'ternary-row'"),
     ],

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ import torch
 from torch import nn
 
 from realspike_cli import __version__
+from realspike_cli.core import metadata_schema as schema
 from realspike_cli.core.errors import CheckpointError, RealSpikeError
 from realspike_cli.core.files import atomic_write
+from realspike_cli.core.limits import InvalidValue, fields_of
 from realspike_cli.core.specs import Form, ModelSpec
 
 SCHEMA = 1
@@ -55,7 +59,7 @@ class CheckpointMeta:
             "input_shape": [self.spec.in_channels, *self.spec.input_size],
             "weight_layout": self.weight_layout,
             "class_names": list(self.class_names),
-            "metrics": self.metrics,
+            "metrics": _json_metrics(self.metrics),
             "recipe": self.recipe,
             "parent_sha256": self.parent_sha256,
             "equivalence": self.equivalence,
@@ -66,8 +70,17 @@ class CheckpointMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CheckpointMeta:
+        """Checked against the schema (core/metadata_schema.py, core/limits.py) first: InvalidValue names the
+        first field that is missing, of the wrong type or out of range; nothing is coerced."""
+        if not isinstance(d, dict):
+            raise InvalidValue("metadata", f"must be an object, got {type(d).__name__}")
+        version = schema.check_schema(d, SCHEMA)
+        schema.check_document(d)
+        with fields_of("model"):
+            spec = ModelSpec.from_dict(d["model"])
+        schema.check_input_shape(d, spec.in_channels, spec.input_size)
         return cls(
-            spec=ModelSpec.from_dict(d["model"]),
+            spec=spec,
             dataset=d["dataset"],
             form=Form(d["form"]),
             weight_layout=d.get("weight_layout", "shared"),
@@ -76,7 +89,7 @@ class CheckpointMeta:
             recipe=dict(d.get("recipe", {})),
             parent_sha256=d.get("parent_sha256"),
             equivalence=d.get("equivalence"),
-            schema=int(d["schema"]),
+            schema=version,
             versions=dict(d.get("versions", {})),
             created_utc=d.get("created_utc", ""),
             provider=d.get("provider"),
@@ -102,7 +115,7 @@ def write_checkpoint_file(path: Path, model: nn.Module, meta: CheckpointMeta) ->
     if meta.provider is None:
         meta = dataclasses.replace(meta, provider=_provider(meta.spec.arch))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    header = {"format": "pt", "realspike": json.dumps(meta.to_dict(), sort_keys=True),
+    header = {"format": "pt", "realspike": json.dumps(meta.to_dict(), sort_keys=True, allow_nan=False),
               TENSOR_DIGEST_KEY: tensor_digest(tensors)}
     save_file(tensors, str(path), metadata=header)
 
@@ -116,6 +129,11 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity (and the reader refuses them): a non-finite metric is recorded as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
 
 
 def _provider(arch: str) -> dict[str, str] | None:
@@ -140,20 +158,20 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     if "realspike" not in header:
         raise CheckpointError(f"{path} is a safetensors file but not a realspike checkpoint (no realspike metadata)")
     try:
-        raw = json.loads(header["realspike"])
-        schema = int(raw["schema"])
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{path} has corrupt realspike metadata") from None
-    if schema > SCHEMA:
+        raw = schema.parse_metadata(header["realspike"])
+        version = schema.check_schema(raw, SCHEMA)
+    except RealSpikeError as exc:
+        raise CheckpointError(f"{path} has invalid metadata: {exc}") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise CheckpointError(f"{path} has corrupt realspike metadata (not JSON: {_first_line(exc)})") from None
+    if version > SCHEMA:
         raise CheckpointError(
-            f"{path} uses checkpoint format {schema}, newer than this realspike reads ({SCHEMA}); upgrade realspike"
+            f"{path} uses checkpoint format {version}, newer than this realspike reads ({SCHEMA}); upgrade realspike"
         )
     try:
         return CheckpointMeta.from_dict(raw)
     except RealSpikeError as exc:
         raise CheckpointError(f"{path} has invalid metadata: {exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} has incomplete metadata (missing {_first_line(exc)})") from None
 
 
 def build_from_meta(meta: CheckpointMeta) -> nn.Module:
@@ -195,6 +213,12 @@ def load_checkpoint(
     from safetensors.torch import load_file
 
     meta = read_meta(path)
+    # Names, shapes and dtypes first, from the header and a model built on the meta device: a file whose
+    # metadata asks for a huge model but holds small tensors is refused before anything is allocated.
+    expected = model.state_dict() if model is not None else skeleton_state(meta, path)
+    problem = describe_mismatch(expected, tensor_layout(path))
+    if problem:
+        raise CheckpointError(f"{path}: weights do not match architecture {meta.spec.arch!r} ({problem})")
     model = build_from_meta(meta) if model is None else model
     try:
         state = load_file(str(path), device="cpu")
@@ -204,9 +228,6 @@ def load_checkpoint(
     if recorded is not None and tensor_digest(state) != recorded:
         raise CheckpointError(f"{path} is corrupt: its tensor data does not match the sha256 recorded when it was "
                               "saved (damaged on disk or in transfer, or edited); restore it from a good copy")
-    problem = describe_mismatch(model.state_dict(), state)
-    if problem:
-        raise CheckpointError(f"{path}: weights do not match architecture {meta.spec.arch!r} ({problem})")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta
 
@@ -218,8 +239,45 @@ def _recorded_digest(path: str | Path) -> str | None:
         return (f.metadata() or {}).get(TENSOR_DIGEST_KEY)
 
 
-def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
-    """The first difference between two state dicts, in words; empty when they line up."""
+def skeleton_state(meta: CheckpointMeta, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state dict `build_from_meta(meta)` would have, built on the meta device: shapes and dtypes, no
+    memory. A layer left with no elements (an input too small for the architecture) is an error here."""
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")  # torch warns that initializing zero-element tensors is a no-op
+        state = build_from_meta(meta).state_dict()
+    empty = next((k for k, t in state.items() if t.numel() == 0 and t.dim() > 0), None)
+    if empty is not None:
+        c, (h, w) = meta.spec.in_channels, meta.spec.input_size
+        raise CheckpointError(f"{path}: architecture {meta.spec.arch!r} cannot take {c}×{h}×{w} inputs "
+                              f"({empty} would have no elements)")
+    return state
+
+
+Layout = tuple[tuple[int, ...], "torch.dtype | str"]
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
+def _dtype(name: str) -> torch.dtype | str:
+    return _DTYPES.get(name, name)  # a dtype no realspike model has stays its safetensors name (F8_E4M3, ...)
+
+
+def tensor_layout(path: str | Path) -> dict[str, Layout]:
+    """Each tensor's (shape, dtype) as the file's header states them, without reading any tensor data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), _dtype(f.get_slice(k).get_dtype()))
+                    for k in f.keys()}  # noqa: SIM118  (a safe_open handle is not a dict)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(exc)})") from None
+
+
+def describe_mismatch(expected: dict[str, torch.Tensor | Layout], found: dict[str, torch.Tensor | Layout]) -> str:
+    """The first difference between two state dicts (tensors, or (shape, dtype) pairs), in words; empty
+    when names, shapes and dtypes line up."""
     missing = [k for k in expected if k not in found]
     if missing:
         return f"{len(missing)} tensor(s) missing, e.g. {missing[0]}"
@@ -227,9 +285,17 @@ def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.
     if unexpected:
         return f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}"
     for key, tensor in expected.items():
-        if tuple(found[key].shape) != tuple(tensor.shape):
-            return f"{key} has shape {tuple(found[key].shape)}, expected {tuple(tensor.shape)}"
+        (want, want_dtype), (got, got_dtype) = _layout(tensor), _layout(found[key])
+        if got != want:
+            return f"{key} has shape {got}, expected {want}"
+        if got_dtype != want_dtype:
+            return f"{key} has dtype {str(got_dtype).removeprefix('torch.')}, expected " \
+                   f"{str(want_dtype).removeprefix('torch.')}"
     return ""
+
+
+def _layout(value: torch.Tensor | Layout) -> Layout:
+    return (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else value
 
 
 def file_sha256(path: str | Path) -> str:

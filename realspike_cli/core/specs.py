@@ -6,11 +6,11 @@ These are what a checkpoint's metadata stores, so a model can be rebuilt from th
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from realspike_cli.core import limits as L
 from realspike_cli.core.errors import ConfigError
 
 
@@ -69,17 +69,11 @@ def _choice(enum: type[Enum], value: Any, what: str) -> Any:
         return enum(value)
     except ValueError:
         known = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
-        raise ConfigError(f"unknown {what} {value!r} (choose from: {known})") from None
+        raise ConfigError(f"unknown {what} {L.shown(value)} (choose from: {known})") from None
 
 
 NEURON_KINDS = ("lif", "if", "mpbn")
 RESETS = ("hard", "soft")
-
-
-def _real(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{what} must be a finite number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -103,21 +97,16 @@ class NeuronSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in NEURON_KINDS:
-            raise ConfigError(f"unknown neuron {self.kind!r} (choose from: {', '.join(NEURON_KINDS)})")
+            raise ConfigError(f"unknown neuron {L.shown(self.kind)} (choose from: {', '.join(NEURON_KINDS)})")
         if self.reset not in RESETS:
-            raise ConfigError(f"unknown reset {self.reset!r} (choose from: {', '.join(RESETS)})")
-        if not isinstance(self.detach_reset, bool):
-            raise ConfigError(f"detach_reset must be true or false, got {self.detach_reset!r}")
-        for name, what in (("decay", "neuron decay"), ("v_th", "threshold"), ("surrogate_width", "surrogate width")):
-            object.__setattr__(self, name, _real(getattr(self, name), what))
+            raise ConfigError(f"unknown reset {L.shown(self.reset)} (choose from: {', '.join(RESETS)})")
+        L.boolean(self.detach_reset, "detach_reset")
+        object.__setattr__(self, "decay", L.real(self.decay, "decay", 0.0, 1.0, low_open=True))
+        object.__setattr__(self, "v_th", L.real(self.v_th, "v_th", 0.0, low_open=True))
+        object.__setattr__(self, "surrogate_width", L.real(self.surrogate_width, "surrogate_width", 0.0,
+                                                           low_open=True))
         if self.kind == "if" and self.decay != 1.0:
             object.__setattr__(self, "decay", 1.0)
-        if not 0.0 < self.decay <= 1.0:
-            raise ConfigError(f"neuron decay must be in (0, 1], got {self.decay}")
-        if self.v_th <= 0:
-            raise ConfigError(f"threshold must be positive, got {self.v_th}")
-        if self.surrogate_width <= 0:
-            raise ConfigError(f"surrogate width must be positive, got {self.surrogate_width}")
 
     def to_dict(self) -> dict[str, Any]:
         reset_value = 0.0 if self.reset == "hard" else None  # where a hard reset sets u; none for soft
@@ -127,8 +116,11 @@ class NeuronSpec:
     def from_dict(cls, d: dict[str, Any]) -> NeuronSpec:
         """Metadata written before `reset`/`detach_reset` existed reads as the paper's hard, differentiated reset."""
         if not isinstance(d, dict):
-            raise ConfigError(f"neuron settings must be an object, got {type(d).__name__}")
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+            raise L.InvalidValue("neuron", f"must be an object, got {type(d).__name__}")
+        with L.fields_of("neuron"):
+            if "kind" not in d:
+                raise L.InvalidValue("kind", "is missing")
+            return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True)
@@ -148,11 +140,14 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "spike", _choice(Spike, self.spike, "spike setting"))
         object.__setattr__(self, "encoding", _choice(Encoding, self.encoding, "encoding"))
-        object.__setattr__(self, "input_size", tuple(int(s) for s in self.input_size))
-        if self.time_steps < 1:
-            raise ConfigError(f"time steps must be at least 1, got {self.time_steps}")
-        if self.num_classes < 2:
-            raise ConfigError(f"need at least 2 classes, got {self.num_classes}")
+        L.name(self.arch, "arch")
+        object.__setattr__(self, "num_classes", L.integer(self.num_classes, "num_classes", 2, L.MAX_CLASSES))
+        object.__setattr__(self, "in_channels", L.integer(self.in_channels, "in_channels", 1, L.MAX_CHANNELS))
+        object.__setattr__(self, "input_size", L.input_size(self.input_size))
+        object.__setattr__(self, "time_steps", L.integer(self.time_steps, "time_steps", 1, L.MAX_TIME_STEPS))
+        if not isinstance(self.neuron, NeuronSpec):
+            raise ConfigError(f"neuron must be a NeuronSpec, got {type(self.neuron).__name__}")
+        object.__setattr__(self, "arch_kwargs", _arch_kwargs(self.arch_kwargs))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,17 +164,51 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        """Strict: every value must already have its type (no int() of 4.7 or of true); InvalidValue names
+        the first field that is missing or out of range."""
+        if not isinstance(d, dict):
+            raise L.InvalidValue("model", f"must be an object, got {type(d).__name__}")
+        for key in _REQUIRED:
+            if key not in d:
+                raise L.InvalidValue(key, "is missing")
         return cls(
             arch=d["arch"],
-            num_classes=int(d["num_classes"]),
-            in_channels=int(d["in_channels"]),
-            input_size=tuple(d["input_size"]),
-            time_steps=int(d["time_steps"]),
+            num_classes=d["num_classes"],
+            in_channels=d["in_channels"],
+            input_size=d["input_size"],
+            time_steps=d["time_steps"],
             spike=d["spike"],
             neuron=NeuronSpec.from_dict(d["neuron"]),
             encoding=d.get("encoding", "direct"),
-            arch_kwargs=dict(d.get("arch_kwargs", {})),
+            arch_kwargs=d.get("arch_kwargs", {}),
         )
+
+
+_REQUIRED = ("arch", "num_classes", "in_channels", "input_size", "time_steps", "spike", "neuron")
+_MAX_ARCH_KWARGS = 64
+
+
+def _arch_kwargs(kwargs: Any) -> dict[str, Any]:
+    """Architecture options: names -> JSON scalars (or short lists of them); `width` within L.WIDTH_RANGE."""
+    if not isinstance(kwargs, dict) or len(kwargs) > _MAX_ARCH_KWARGS:
+        raise L.InvalidValue("arch_kwargs", f"must be an object of at most {_MAX_ARCH_KWARGS} options, "
+                                            f"got {L.shown(kwargs)}")
+    if "width" in kwargs:
+        kwargs = {**kwargs, "width": L.width(kwargs["width"])}
+    for key, value in kwargs.items():
+        field = f"arch_kwargs.{L.name(key, 'arch_kwargs key')}"
+        for item in value if isinstance(value, list) and len(value) <= _MAX_ARCH_KWARGS else [value]:
+            _scalar(item, field)
+    return dict(kwargs)
+
+
+def _scalar(value: Any, field: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        L.text(value, field)
+    else:
+        L.real(value, field)
 
 
 @dataclass(frozen=True)
@@ -201,20 +230,29 @@ class TrainConfig:
     val_split: float = 0.0  # > 0: hold out this fraction of the training set and select `best` on it
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.val_split < 1.0:  # also refuses NaN
-            raise ConfigError(f"the validation split must be a fraction in [0, 1), got {self.val_split}")
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight decay must be non-negative, got {self.weight_decay}")
+        checked = {
+            "epochs": L.integer(self.epochs, "epochs", 1, L.MAX_EPOCHS),
+            "batch_size": L.integer(self.batch_size, "batch_size", 1, L.MAX_BATCH_SIZE),
+            "optimizer": L.name(self.optimizer, "optimizer"),
+            "lr": L.real(self.lr, "lr", 0.0, L.MAX_LR, low_open=True),
+            "momentum": L.real(self.momentum, "momentum", 0.0, 1.0, high_open=True),
+            "weight_decay": L.real(self.weight_decay, "weight_decay", 0.0, 1.0),
+            "schedule": L.name(self.schedule, "schedule"),
+            "label_smoothing": L.real(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True),
+            "seed": L.seed(self.seed),
+            "amp": L.boolean(self.amp, "amp"),
+            "augment": L.name(self.augment, "augment"),
+            "val_split": L.real(self.val_split, "val_split", 0.0, 1.0, high_open=True),
+        }
+        checked["warmup_epochs"] = L.integer(self.warmup_epochs, "warmup_epochs", 0, checked["epochs"])
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        if not isinstance(d, dict):
+            raise L.InvalidValue("config", f"must be an object, got {type(d).__name__}")
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})

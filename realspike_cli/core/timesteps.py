@@ -21,8 +21,7 @@ from torch.utils.data import Dataset
 from realspike_cli.core.checkpoint import CheckpointMeta, build_from_meta, load_checkpoint, read_meta
 from realspike_cli.core.errors import CheckpointError, ConfigError
 from realspike_cli.core.evaluate import evaluate
-
-MAX_TIME_STEPS = 1024  # beyond this a sweep is a typo (and the activations of one batch would not fit)
+from realspike_cli.core.limits import MAX_TIME_STEPS  # beyond it a T is a typo (the activations would not fit)
 
 
 @dataclass(frozen=True)

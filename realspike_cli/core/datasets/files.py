@@ -14,10 +14,10 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from realspike_cli.core.errors import DataError
+from realspike_cli.core.limits import MAX_CLASSES  # noqa: F401  (re-exported: npz and the folder readers use it)
 
 # torchvision's ImageFolder extensions (IMG_EXTENSIONS), matched case-insensitively.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-MAX_CLASSES = 50_000  # ImageNet-21k has 21,841; more class folders means --data-dir points one level too high
 
 
 def one_line(error: BaseException) -> str:

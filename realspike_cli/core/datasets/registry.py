@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from realspike_cli.core.errors import ConfigError, UnknownNameError
+from realspike_cli.core.limits import MAX_SIDE, MAX_TIME_STEPS  # the bounds of every spec (MAX_SIDE: re-exported)
 from realspike_cli.core.specs import Encoding
 
 if TYPE_CHECKING:
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 
     from realspike_cli.core.plugins import Provider
     from realspike_cli.core.specs import ModelSpec
-
-MAX_SIDE = 4096  # pixels per image side; larger inputs are a mistake (a full-size photo fed unresized)
-MAX_TIME_STEPS = 10_000
 
 
 @dataclass(frozen=True)
