@@ -117,8 +117,8 @@ def test_out_of_memory_in_a_training_step_names_the_batch_size(capsys, tmp_path,
 
     monkeypatch.setattr(train_module.Trainer, "_forward_backward", no_memory)
     out = tmp_path / "run"
-    code, _, err = cli(capsys, *TRAIN, "--batch-size", "10000000", "--out", out)
-    assert_one_error(code, err, "out of memory", "batch size 10000000", "--batch-size 5000000", exit_code=1)
+    code, _, err = cli(capsys, *TRAIN, "--batch-size", "1000000", "--out", out)
+    assert_one_error(code, err, "out of memory", "batch size 1000000", "--batch-size 500000", exit_code=1)
     assert not (out / ".lock").exists() and not any(out.glob("*")) if out.exists() else True
     # the folder is free again: the same --out trains at once
     monkeypatch.undo()

@@ -76,7 +76,12 @@ class Checkpointer(Callback):
             )
         state = trainer.dist.from_main(lambda: self._claim(trainer))
         if state is not None:
-            trainer.load_state_dict(state)
+            try:
+                trainer.load_state_dict(state)
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:  # tensors of another model
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise CheckpointError(f"{self.resume_path} does not fit this run's model or optimizer "
+                                      f"({first[:160]}); resume with the options it was written with") from None
             if trainer.dist.is_main:
                 self._rewrite_metrics(trainer.history)
 
@@ -143,6 +148,7 @@ class Checkpointer(Callback):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__})") from None
+        check_resume_structure(state, path)
         spec = trainer.spec.to_dict() if trainer.spec else None
         if json.loads(state["spec"]) != spec or state["dataset"] != trainer.dataset_name:
             raise ConfigError(f"{path} was made for a different model or data set; resume with the same options")
@@ -217,3 +223,34 @@ def _bytes_to_save(trainer: Trainer) -> int:
     state and, with a validation split, the best weights): five times the model's tensors."""
     model_bytes = sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
     return 5 * model_bytes + (1 << 16)
+
+
+# What a resume file must hold, and of which type: checked before any value is used, so a file of another
+# structure (another tool's, an older layout, a hand-made one) is one line naming the first wrong entry.
+_RESUME_ENTRIES: dict[str, type | tuple[type, ...]] = {
+    "spec": str, "config": str, "dataset": str, "model": dict, "optimizer": dict, "scheduler": dict,
+    "scaler": dict, "position": (list, tuple), "best": (list, tuple), "history": str, "torch_rng": torch.Tensor,
+}
+
+
+def check_resume_structure(state: Any, path: Path) -> None:
+    """A CheckpointError naming the first missing or wrongly typed entry of a loaded resume file."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a realspike resume file (it holds a {type(state).__name__}, "
+                              "not a dictionary of training state)")
+    for key, kind in _RESUME_ENTRIES.items():
+        if key not in state:
+            raise CheckpointError(f"{path} is not a realspike resume file of this version (no {key!r} entry)")
+        if not isinstance(state[key], kind):
+            raise CheckpointError(f"{path}: the resume entry {key!r} is a {type(state[key]).__name__}, "
+                                  "not what realspike writes; resume from a file this version wrote")
+    position, best = state["position"], state["best"]
+    if len(position) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in position):
+        raise CheckpointError(f"{path}: the resume position must be three whole numbers >= 0, got {position!r:.80}")
+    if len(best) != 2:
+        raise CheckpointError(f"{path}: the resume entry 'best' must be [top-1, epoch], got {best!r:.80}")
+    try:
+        json.loads(state["spec"]), json.loads(state["config"]), json.loads(state["history"])
+    except ValueError:
+        raise CheckpointError(f"{path}: the resume file's settings are not valid JSON") from None
+
