@@ -128,7 +128,7 @@ def test_relation_accepts_parent_child_siblings_and_identical_files():
     assert relation(child, SHA_B, base, SHA_A) is None
     assert relation(child, SHA_B, replace(base, parent_sha256=SHA_A), SHA_C) is None  # two forms of one parent
     assert relation(base, SHA_A, base, SHA_A) is None  # the same file
-    assert relation(child, SHA_B, replace(base, parent_sha256=SHA_C), SHA_A) is not None  # other parents
+    assert relation(child, SHA_B, replace(base, parent_sha256=SHA_C), "d" * 64) is not None  # other parents
 
 
 def read_meta_like():
