@@ -24,6 +24,10 @@ def eval_command(
     time_steps: str | None = typer.Option(
         None, "--t", help="Evaluate at these numbers of time steps instead of the trained T, e.g. 1,2,4,8 (a table)."
     ),
+    unrelated_ok: bool = typer.Option(
+        False, "--unrelated-ok", help="With --compare: compare checkpoints that are not related (not one derived "
+        "from the other, or of another spec) on purpose."
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="With --t: write a PNG of top-1 against T."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
     log_interval: float = opt.LogInterval,
@@ -31,7 +35,8 @@ def eval_command(
 ) -> None:
     """Evaluate a checkpoint (either form): top-1, top-5 (≥ 10 classes), loss and firing rates.
 
-    `realspike eval --compare TRAIN_CKPT INFERENCE_CKPT` evaluates both over the whole test set instead.
+    `realspike eval --compare TRAIN_CKPT INFERENCE_CKPT` evaluates both over the whole test set instead; it
+    refuses checkpoints that are unrelated (neither derived from the other) unless `--unrelated-ok`.
     `--t 1,2,4,8` rebuilds the model at each T with the same weights (none depends on T) and tabulates accuracy.
     """
     from realspike_cli.cli.render import console, percent, print_json, table
@@ -44,8 +49,14 @@ def eval_command(
 
     keep_freed_memory()
     steps = _check_sweep_flags(time_steps, plot, overwrite, compare)
+    if unrelated_ok and compare is None:
+        from realspike_cli.core.errors import ConfigError
+
+        raise ConfigError("--unrelated-ok only applies to --compare")
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
+    if compare is not None:
+        _check_relation(compare, checkpoint, meta, unrelated_ok)  # before the data set is loaded
     # Loaded as the model sees it: its T, and the input size and channels of data sets that adapt to it.
     options = options_for_model(dataset or meta.dataset, meta.spec, data_dir=data_dir, download=download)
     check_compatible(meta, dataset_info(dataset or meta.dataset, options))
@@ -130,6 +141,20 @@ def _sweep(checkpoint, meta, data, options, steps, run, plot, overwrite, log_int
     console.print(table(title, ["T", "top-1", "top-5", "loss", "firing rate"], cells))
     if plot is not None:
         console.print(f"[bold green]wrote[/] {plot}")
+
+
+def _check_relation(first_path: Path, second_path: Path, second_meta, unrelated_ok: bool) -> None:
+    """Refuse unrelated checkpoints (core.lineage), or say on stderr that they are compared anyway."""
+    from realspike_cli.cli.render import errors
+    from realspike_cli.core.checkpoint import file_sha256, read_meta
+    from realspike_cli.core.lineage import check_related, relation
+
+    first = (read_meta(first_path), file_sha256(first_path))
+    second = (second_meta, file_sha256(second_path))
+    if not unrelated_ok:
+        check_related(*first, *second)
+    elif (reason := relation(*first, *second)) is not None:
+        errors.print(f"comparing unrelated checkpoints ({reason})", markup=False, highlight=False, soft_wrap=True)
 
 
 def _compare(first_path, second_path, second, data, batch_size, workers, device, as_json) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from realspike_cli.cli.render import console, errors, percent
+from realspike_cli.core.counting import ParameterCount
 
 
 class Throttle:
@@ -151,7 +152,8 @@ def _run_header(ev: Any, spec: Any, cfg: Any, dataset: str, out_dir: Any) -> str
         device += (f" ×{ev.world_size} processes ({ev.backend}), global batch "
                    f"{ev.world_size} × {cfg.batch_size} = {ev.world_size * cfg.batch_size}")
     header = (f"[bold]{spec.arch}[/] on {dataset}: T={spec.time_steps}, spike={spec.spike.value}, "
-              f"neuron={spec.neuron.kind}, {ev.parameters:,} parameters, {device}, {where} → {out_dir}")
+              f"neuron={spec.neuron.kind}, {ParameterCount(ev.parameters, ev.buffers).describe()}, {device}, "
+              f"{where} → {out_dir}")
     if ev.sizes.get("val"):
         header += (f"\n  best selected on a validation split: {ev.sizes['val']:,} images held out of the training "
                    f"set ({ev.sizes['train']:,} left); test set ({ev.sizes['test']:,}) evaluated once, at the end")

@@ -49,8 +49,10 @@ def reparam(
                 "output": str(c.output),
                 "layout": c.layout,
                 "folds": c.folds_by_rule,
-                "parameters_before": c.parameters_before,
-                "parameters_after": c.parameters_after,
+                "parameters_before": c.counts_before.parameters,
+                "parameters_after": c.counts_after.parameters,
+                "buffers_before": c.counts_before.buffers,
+                "buffers_after": c.counts_after.buffers,
                 "probe": c.probe,
                 **r.to_dict(),
             }
@@ -60,7 +62,8 @@ def reparam(
     console.print(table("folds", ["rule", "layers", "meaning"], rows))
     summary = [
         ["weights", f"{c.layout} ({'unshared' if c.unshared else 'shared'} kernels)"],
-        ["parameters", f"{c.parameters_before:,} → {c.parameters_after:,}"],
+        ["training form", c.counts_before.describe()],
+        ["inference form", c.counts_after.describe()],
         ["probe", c.probe],
         ["max |Δ logit|", f"{r.max_abs_diff:.3e} (logit scale {r.logit_scale:.3g})"],
         ["relative difference", f"{r.relative_diff:.3e} (tolerance {tolerance:.0e})"],

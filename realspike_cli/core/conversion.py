@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from realspike_cli.core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, write_checkpoint_file
+from realspike_cli.core.counting import ParameterCount, count_parameters
 from realspike_cli.core.errors import ConfigError, ReparamError
 from realspike_cli.core.files import atomic_write, check_output
 from realspike_cli.core.inputs import probe_inputs, random_inputs
@@ -35,8 +36,8 @@ class Conversion:
     output: Path
     layout: str
     folds_by_rule: dict[str, int]
-    parameters_before: int
-    parameters_after: int
+    counts_before: ParameterCount  # the training form (core.counting: parameters, + buffer values)
+    counts_after: ParameterCount  # the inference form: BatchNorm folded into biases, coefficients into weights
     unshared: bool
     probe: str
     probe_images: int
@@ -135,8 +136,8 @@ def convert_checkpoint(
         output=output,
         layout=out_meta.weight_layout,
         folds_by_rule=dict(Counter(f.rule for f in folds)),
-        parameters_before=_count(model),
-        parameters_after=_count(inference),
+        counts_before=count_parameters(model),
+        counts_after=count_parameters(inference),
         unshared=out_meta.weight_layout != "shared",
         probe=probe,
         probe_images=len(x),
@@ -168,10 +169,6 @@ def _save_verified(output: Path, model: nn.Module, meta: CheckpointMeta, x: torc
                 raise ReparamError("the written inference checkpoint does not reload to the same outputs")
 
     atomic_write(output, write_and_check, overwrite=overwrite)
-
-
-def _count(model: nn.Module) -> int:
-    return sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
 
 
 @dataclass

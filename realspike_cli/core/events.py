@@ -27,6 +27,7 @@ class RunStarted:
     sizes: dict[str, int] = field(default_factory=dict)  # images per split: train, test and val if any
     selected_on: str = "test"  # where `best` is chosen: "test" (the authors' convention) or "validation"
     init_from: str | None = None  # the checkpoint the weights started from (InitFrom), if any
+    buffers: int = 0  # floating-point buffer values (BatchNorm statistics) beside `parameters` (core.counting)
 
 
 @dataclass

@@ -17,6 +17,7 @@ def parameter_count(arch: str, *, dataset: str = "cifar10", spike: str = "binary
     """Parameters of `arch` built for `dataset`'s input shape and classes, on the meta device."""
     import torch
 
+    from realspike_cli.core.counting import count_parameters
     from realspike_cli.core.datasets import dataset_info
     from realspike_cli.core.models import arch_entry, build_model
     from realspike_cli.core.specs import ModelSpec, NeuronSpec
@@ -26,7 +27,7 @@ def parameter_count(arch: str, *, dataset: str = "cifar10", spike: str = "binary
                      neuron=NeuronSpec(kind=arch_entry(arch).default_neuron), encoding=info.encoding)
     with torch.device("meta"), torch.random.fork_rng(devices=[]):
         model = build_model(spec)
-    return sum(p.numel() for p in model.parameters())
+    return count_parameters(model).parameters
 
 
 def arch_rows(*, dataset: str = "cifar10", spike: str = "binary") -> list[dict[str, Any]]:

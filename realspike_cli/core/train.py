@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from realspike_cli.core.counting import count_parameters
 from realspike_cli.core.datasets import DataSplits
 from realspike_cli.core.datasets.loaders import BatchStream
 from realspike_cli.core.distributed import DistContext, check_sync_bn
@@ -329,9 +330,10 @@ class Trainer:
         sizes = {"train": len(self.data.train), "test": len(self.data.test)}
         if self.data.val is not None:
             sizes["val"] = len(self.data.val)
-        return RunStarted(str(self.device), sum(p.numel() for p in self.model.parameters()), self.epoch,
-                          self.step, self.cfg.epochs, self.dist.world_size, self.dist.backend, sizes,
-                          self.selected_on, (self.parent or {}).get("source"))
+        count = count_parameters(self.model)
+        return RunStarted(str(self.device), count.parameters, self.epoch, self.step, self.cfg.epochs,
+                          self.dist.world_size, self.dist.backend, sizes, self.selected_on,
+                          (self.parent or {}).get("source"), count.buffers)
 
     def _events(self) -> Iterator[Event]:
         yield self._emit(self._started())
