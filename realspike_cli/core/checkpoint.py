@@ -242,9 +242,14 @@ def _recorded_digest(path: str | Path) -> str | None:
 def skeleton_state(meta: CheckpointMeta, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
     """The state dict `build_from_meta(meta)` would have, built on the meta device: shapes and dtypes, no
     memory. A layer left with no elements (an input too small for the architecture) is an error here."""
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")  # torch warns that initializing zero-element tensors is a no-op
-        state = build_from_meta(meta).state_dict()
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # torch warns that initializing zero-element tensors is a no-op
+            state = build_from_meta(meta).state_dict()
+    except NotImplementedError:  # an inference form whose fold reads values (MPBN thresholds): build it for real;
+        with warnings.catch_warnings():  # the metadata's size bounds (core/limits.py) were checked already
+            warnings.simplefilter("ignore")
+            state = build_from_meta(meta).state_dict()
     empty = next((k for k, t in state.items() if t.numel() == 0 and t.dim() > 0), None)
     if empty is not None:
         c, (h, w) = meta.spec.in_channels, meta.spec.input_size
