@@ -75,7 +75,7 @@ def non_finite_tensors(folder: Path) -> dict[str, list[str]]:
 # --- 1. a loss that becomes non-finite --------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lr", ["1e30", "1e12"])
+@pytest.mark.parametrize("lr", ["100", "30"])  # 100, the largest --lr accepted, diverges here
 def test_diverging_training_stops_and_saves_nothing_non_finite(capsys, tmp_path, lr):
     out = tmp_path / "run"
     code, _, err = cli(capsys, *TRAIN, "--lr", lr, "--save-every", "1", "--out", out)
