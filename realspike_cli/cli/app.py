@@ -116,7 +116,9 @@ def run(argv: list[str] | None = None) -> None:
     except SystemExit as stop:
         from realspike_cli.core.distributed import exit_worker, launched_by_torchrun
 
-        if launched_by_torchrun() and (stop.code is None or isinstance(stop.code, int)):
+        # A finished or stopped worker (0, 130, 143). An error exit keeps the normal shutdown: leaving at once
+        # lets torchrun SIGTERM the peers before they reach the same one-line error themselves.
+        if launched_by_torchrun() and (stop.code or 0) in (0, 130, 143):
             exit_worker(stop.code or 0)
         raise
 
